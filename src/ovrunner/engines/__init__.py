@@ -1,0 +1,1 @@
+"""Engines: compute backends that turn a stored model into a runner."""

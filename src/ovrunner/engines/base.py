@@ -1,0 +1,176 @@
+"""The engine contract: what every compute backend offers, in the spirit of Docker Model
+Runner's `Backend`.
+
+An `Engine` is a kind of backend (`openvino`, `openvino-npu`); it loads a stored model into a
+`Runner`, one model resident on one device. Engines never import HTTP code: they raise
+`ovrunner.errors` subclasses and the HTTP layer renders them.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+
+class EngineStatus(StrEnum):
+    RUNNING = "running"
+    ERROR = "error"
+    NOT_INSTALLED = "not_installed"
+    INSTALLING = "installing"
+
+
+class Mode(StrEnum):
+    COMPLETION = "completion"
+
+
+class ModelFormat(StrEnum):
+    GGUF = "gguf"
+    OPENVINO_IR = "openvino-ir"
+
+
+class FinishReason(StrEnum):
+    STOP = "stop"
+    LENGTH = "length"
+
+
+@dataclass(frozen=True)
+class EngineState:
+    status: EngineStatus
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A stored model as an engine sees it: where its files are and what they are."""
+
+    id: str
+    path: Path  # the GGUF file, or the IR directory
+    format: ModelFormat
+    engine: str
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What an engine can tell about a model without loading its weights."""
+
+    id: str
+    context_window: int
+    architecture: str | None = None
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """Engine-neutral generation settings. `None` means the engine's default."""
+
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    min_p: float | None = None
+    seed: int | None = None
+    n: int = 1
+    stop: tuple[str, ...] = ()
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    repetition_penalty: float | None = None
+    min_tokens: int | None = None
+    ignore_eos: bool = False
+    # A JSON schema the output must satisfy (structured output), already serialized.
+    json_schema: str | None = None
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """Either a raw `prompt` (never templated) or chat `messages` (templated by the engine)."""
+
+    prompt: str | None = None
+    messages: Sequence[dict[str, Any]] | None = None
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+
+    def __post_init__(self) -> None:
+        if (self.prompt is None) == (self.messages is None):
+            raise ValueError("a GenerationRequest needs exactly one of prompt or messages")
+
+
+@dataclass(frozen=True)
+class GenerationDelta:
+    """New output for one choice. Counts are running totals for that choice."""
+
+    index: int
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: FinishReason | None = None
+
+
+@dataclass(frozen=True)
+class LoadConfig:
+    device: str = "CPU"
+    # KV-cache size in GB for continuous batching; bounds the cache's memory.
+    kv_cache_gb: int = 1
+    max_queue: int = 64
+    cache_dir: Path | None = None
+
+
+class Runner(abc.ABC):
+    """One model resident on one engine and device.
+
+    `generate` is an async generator. Validation failures (prompt too long, unsupported
+    parameter) and admission failures (queue full) are raised before the first delta, so a
+    caller that awaits the first delta before answering keeps their real status. Closing the
+    iterator early (``aclose()``, or leaving an ``async with aclosing(...)`` block) cancels the
+    generation in the engine promptly. Engine failures during generation raise `EngineError`.
+    """
+
+    model_id: str
+    engine_name: str
+    device: str
+
+    @abc.abstractmethod
+    def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationDelta]: ...
+
+    @abc.abstractmethod
+    def stats(self) -> dict[str, Any]:
+        """Point-in-time counters: running and waiting requests, cache usage."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Stop the runner and free its model. Pending generations end with `EngineError`."""
+
+
+class Engine(abc.ABC):
+    """A compute backend. `install`, `status` and `describe` never load model weights."""
+
+    name: str
+    modes: tuple[Mode, ...] = (Mode.COMPLETION,)
+
+    @abc.abstractmethod
+    def install(self) -> None:
+        """Make sure the engine's libraries are importable. Idempotent.
+
+        Raises `EngineUnavailableError` with the import error when they are not.
+        """
+
+    @abc.abstractmethod
+    def status(self) -> EngineState: ...
+
+    @abc.abstractmethod
+    def describe(self, model: ModelRef) -> ModelInfo:
+        """Read the model's trained context window from its own files, without loading it."""
+
+    def required_memory(self, model: ModelRef) -> int:
+        """Bytes of RAM the loaded model needs, estimated from its files on disk."""
+        path = model.path
+        files = [p for p in path.rglob("*") if p.is_file()] if path.is_dir() else [path]
+        return sum(p.stat().st_size for p in files)
+
+    @abc.abstractmethod
+    def load(self, model: ModelRef, config: LoadConfig) -> Runner:
+        """Load `model` and return its runner. Blocking: call it from a worker thread.
+
+        Raises `ModelLoadFailedError`, or `EngineUnavailableError` when the device is absent.
+        """

@@ -1,0 +1,99 @@
+"""What a model's own files say about it, read without loading any weights."""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+from typing import BinaryIO
+
+from ovrunner.engines.base import ModelFormat, ModelInfo, ModelRef
+from ovrunner.errors import ModelLoadFailedError
+
+IR_XML = "openvino_model.xml"
+IR_BIN = "openvino_model.bin"
+
+
+def describe(model: ModelRef) -> ModelInfo:
+    if model.format is ModelFormat.GGUF:
+        return _describe_gguf(model)
+    return _describe_ir(model)
+
+
+def _describe_gguf(model: ModelRef) -> ModelInfo:
+    try:
+        metadata = read_gguf_metadata(model.path)
+        architecture = str(metadata["general.architecture"])
+        context = int(metadata[f"{architecture}.context_length"])  # type: ignore[arg-type]
+    except (OSError, KeyError, ValueError, struct.error) as exc:
+        raise ModelLoadFailedError(f"{model.path.name} is not a readable GGUF model: {exc}")
+    return ModelInfo(model.id, context, architecture)
+
+
+def _describe_ir(model: ModelRef) -> ModelInfo:
+    config_path = model.path / "config.json"
+    try:
+        config = json.loads(config_path.read_text())
+        context = int(config["max_position_embeddings"])
+    except (OSError, KeyError, ValueError) as exc:
+        raise ModelLoadFailedError(
+            f"{model.id}: cannot read the context window from {config_path.name}: {exc}"
+        )
+    return ModelInfo(model.id, context, config.get("model_type"))
+
+
+def converted_ir_dir(model: ModelRef) -> Path | None:
+    """The IR an earlier load saved beside a GGUF model, if it is complete."""
+    directory = model.path.parent
+    if (directory / IR_XML).is_file() and (directory / IR_BIN).is_file():
+        return directory
+    return None
+
+
+# -- GGUF header ---------------------------------------------------------------------------
+# The `gguf` package's reader maps every tensor and array (about 3 s for SmolLM2's 49k-token
+# vocabulary); describing a model needs only the scalar keys, so this reads the key-value
+# header and skips arrays without building them.
+
+_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?",
+            10: "<Q", 11: "<q", 12: "<d"}  # fmt: skip
+_STRING, _ARRAY = 8, 9
+ScalarValue = int | float | bool | str | None
+
+
+def read_gguf_metadata(path: Path) -> dict[str, ScalarValue]:
+    """Scalar metadata of a GGUF file (arrays are skipped and map to None)."""
+    with path.open("rb") as f:
+        if f.read(4) != b"GGUF":
+            raise ValueError("no GGUF magic number")
+        (version,) = struct.unpack("<I", f.read(4))
+        if version < 2:
+            raise ValueError(f"GGUF version {version} is too old")
+        _tensor_count, kv_count = struct.unpack("<QQ", f.read(16))
+        metadata: dict[str, ScalarValue] = {}
+        for _ in range(kv_count):
+            key = _read_string(f)
+            (value_type,) = struct.unpack("<I", f.read(4))
+            metadata[key] = _read_value(f, value_type)
+        return metadata
+
+
+def _read_string(f: BinaryIO) -> str:
+    (length,) = struct.unpack("<Q", f.read(8))
+    return f.read(length).decode("utf-8", errors="replace")
+
+
+def _read_value(f: BinaryIO, value_type: int) -> ScalarValue:
+    if value_type == _STRING:
+        return _read_string(f)
+    if value_type == _ARRAY:
+        element_type, count = struct.unpack("<IQ", f.read(12))
+        if element_type == _STRING:
+            for _ in range(count):
+                (length,) = struct.unpack("<Q", f.read(8))
+                f.seek(length, 1)
+        else:
+            f.seek(struct.calcsize(_SCALARS[element_type]) * count, 1)
+        return None
+    fmt = _SCALARS[value_type]
+    return struct.unpack(fmt, f.read(struct.calcsize(fmt)))[0]  # type: ignore[no-any-return]

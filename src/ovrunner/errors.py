@@ -1,0 +1,127 @@
+"""The error hierarchy: the only module that knows HTTP status codes.
+
+Every error a client can see is an `OvrunnerError` subclass carrying its status, OpenAI error
+`type` and `code`, so one handler renders them all in OpenAI's shape and nothing decides a
+status by reading message text.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class OvrunnerError(Exception):
+    status_code: ClassVar[int] = 500
+    type: ClassVar[str] = "server_error"
+    code: ClassVar[str] = "internal_error"
+    # False for failures a retry cannot fix; rendered as `x-should-retry: false`.
+    retryable: ClassVar[bool] = True
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+    def to_body(self) -> dict[str, Any]:
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+    def headers(self) -> dict[str, str]:
+        return {} if self.retryable else {"x-should-retry": "false"}
+
+
+class InvalidRequestError(OvrunnerError):
+    status_code = 400
+    type = "invalid_request_error"
+    code = "invalid_request"
+
+
+class InvalidValueError(InvalidRequestError):
+    code = "invalid_value"
+
+
+class ContextLengthExceededError(InvalidRequestError):
+    code = "context_length_exceeded"
+
+
+class UnsupportedParameterError(InvalidRequestError):
+    code = "unsupported_parameter"
+
+
+class AuthenticationError(OvrunnerError):
+    status_code = 401
+    type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class NotFoundError(OvrunnerError):
+    status_code = 404
+    type = "invalid_request_error"
+    code = "not_found"
+
+
+class ModelNotFoundError(NotFoundError):
+    code = "model_not_found"
+
+
+class MethodNotAllowedError(OvrunnerError):
+    status_code = 405
+    type = "invalid_request_error"
+    code = "method_not_allowed"
+
+
+class RequestTooLargeError(OvrunnerError):
+    status_code = 413
+    type = "invalid_request_error"
+    code = "request_too_large"
+
+
+class ModelNotServedError(OvrunnerError):
+    """The model exists, but the engine or runner addressed does not serve it."""
+
+    status_code = 421
+    type = "invalid_request_error"
+    code = "model_not_served"
+
+
+class QueueFullError(OvrunnerError):
+    status_code = 429
+    type = "rate_limit_error"
+    code = "queue_full"
+
+    def __init__(self, message: str, *, retry_after_s: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_s)}
+
+
+class EngineError(OvrunnerError):
+    """The engine failed while generating; the request may succeed if sent again."""
+
+    code = "engine_error"
+
+
+class EngineUnavailableError(OvrunnerError):
+    """The engine is not installed or its device is absent: retrying cannot help."""
+
+    status_code = 503
+    code = "engine_unavailable"
+    retryable = False
+
+
+class ModelLoadFailedError(OvrunnerError):
+    status_code = 503
+    code = "model_load_failed"
+    retryable = False
+
+
+class EngineNotFoundError(NotFoundError):
+    code = "engine_not_found"

@@ -1,0 +1,1 @@
+"""Wire models: the shapes clients send and receive."""

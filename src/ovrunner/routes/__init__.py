@@ -1,0 +1,1 @@
+"""HTTP routes: thin handlers that parse, call a service on `app.state` and respond."""

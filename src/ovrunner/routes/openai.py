@@ -1,0 +1,219 @@
+"""The OpenAI routes: models and chat completions (also under `/engines/{engine}/v1`)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from ovrunner.engines.base import GenerationDelta, GenerationRequest, Runner, SamplingParams
+from ovrunner.errors import ModelNotFoundError, UnsupportedParameterError
+from ovrunner.lifecycle import Lifecycle
+from ovrunner.protocol.openai import (
+    ChatCompletion,
+    ChatCompletionChoice,
+    ChatCompletionChunk,
+    ChatCompletionChunkChoice,
+    ChatCompletionMessage,
+    ChatCompletionRequest,
+    ChoiceDelta,
+    Model,
+    ModelList,
+    ResponseFormat,
+    Usage,
+    new_id,
+    now,
+)
+from ovrunner.routes.body import parse_body
+from ovrunner.store import ModelStore
+from ovrunner.streaming import sse_response
+
+OWNER = "ovrunner"
+
+
+def _json(model: Model | ModelList | ChatCompletion) -> Response:
+    return Response(model.model_dump_json(), media_type="application/json")
+
+
+async def list_models(request: Request) -> Response:
+    store: ModelStore = request.app.state.store
+    engine = request.path_params.get("engine")
+    models = []
+    for model_id in store.list_ids():
+        model = store.get(model_id)
+        if engine is not None and model.engine != engine:
+            continue
+        models.append(_model_object(request, model_id))
+    return _json(ModelList(data=models))
+
+
+async def retrieve_model(request: Request) -> Response:
+    store: ModelStore = request.app.state.store
+    model_id = request.path_params["model"]
+    if model_id not in store.list_ids():
+        raise ModelNotFoundError(f"The model {model_id!r} does not exist", param="model")
+    return _json(_model_object(request, model_id))
+
+
+def _model_object(request: Request, model_id: str) -> Model:
+    store: ModelStore = request.app.state.store
+    model = store.get(model_id)
+    engine = request.app.state.registry.get(model.engine)
+    try:
+        architecture = engine.describe(model).architecture
+    except Exception:
+        architecture = None
+    return Model(id=model_id, created=store.created(model_id), owned_by=OWNER,
+                 architecture=architecture)  # fmt: skip
+
+
+def _sampling(body: ChatCompletionRequest) -> SamplingParams:
+    if body.logprobs or body.top_logprobs:
+        raise UnsupportedParameterError(
+            "logprobs are not supported by this engine yet", param="logprobs"
+        )
+    return SamplingParams(
+        max_tokens=body.token_limit,
+        temperature=body.temperature,
+        top_p=body.top_p,
+        top_k=body.top_k,
+        min_p=body.min_p,
+        seed=body.seed,
+        n=body.n,
+        stop=body.stop_list(),
+        presence_penalty=body.presence_penalty,
+        frequency_penalty=body.frequency_penalty,
+        repetition_penalty=body.repetition_penalty,
+        min_tokens=body.min_tokens,
+        ignore_eos=body.ignore_eos,
+        json_schema=_json_schema(body.response_format),
+    )
+
+
+def _json_schema(response_format: ResponseFormat | None) -> str | None:
+    if response_format is None or response_format.type == "text":
+        return None
+    if response_format.type == "json_object":
+        return json.dumps({"type": "object"})
+    if response_format.json_schema is None:
+        raise UnsupportedParameterError(
+            "response_format json_schema needs a json_schema object", param="response_format"
+        )
+    return json.dumps(response_format.json_schema.schema_)
+
+
+async def _start(runner: Runner, request: GenerationRequest) -> AsyncIterator[GenerationDelta]:
+    """Start generating and wait for the first delta, so that validation, admission and
+    load failures are raised here, before any response has begun, with their real status."""
+    deltas = runner.generate(request)
+    try:
+        first = await anext(deltas)
+    except StopAsyncIteration:
+        first = None
+
+    async def chained() -> AsyncIterator[GenerationDelta]:
+        async with aclosing(deltas):
+            if first is not None:
+                yield first
+            async for delta in deltas:
+                yield delta
+
+    return chained()
+
+
+async def create_chat_completion(request: Request) -> Response:
+    body = await parse_body(request, ChatCompletionRequest)
+    lifecycle: Lifecycle = request.app.state.lifecycle
+    runner = await lifecycle.runner_for(body.model, engine=request.path_params.get("engine"))
+    messages = [{"role": m.role, "content": m.text()} for m in body.messages]
+    generation = GenerationRequest(messages=messages, sampling=_sampling(body))
+    deltas = await _start(runner, generation)
+    completion_id, created = new_id("chatcmpl"), now()
+    if body.stream:
+        return sse_response(_chat_chunks(body, deltas, completion_id, created))
+    texts: dict[int, list[str]] = {i: [] for i in range(body.n)}
+    finish: dict[int, str | None] = {}
+    tokens: dict[int, int] = {}
+    prompt_tokens = 0
+    async with aclosing(deltas):
+        async for delta in deltas:
+            texts[delta.index].append(delta.text)
+            tokens[delta.index] = delta.completion_tokens
+            prompt_tokens = delta.prompt_tokens
+            if delta.finish_reason is not None:
+                finish[delta.index] = delta.finish_reason.value
+    choices = [
+        ChatCompletionChoice(
+            index=i,
+            message=ChatCompletionMessage(content="".join(parts)),
+            finish_reason=finish.get(i),
+        )
+        for i, parts in texts.items()
+    ]
+    return _json(
+        ChatCompletion(
+            id=completion_id,
+            created=created,
+            model=body.model,
+            choices=choices,
+            usage=_usage(prompt_tokens, sum(tokens.values())),
+        )
+    )
+
+
+async def _chat_chunks(
+    body: ChatCompletionRequest,
+    deltas: AsyncIterator[GenerationDelta],
+    completion_id: str,
+    created: int,
+) -> AsyncIterator[ChatCompletionChunk]:
+    def chunk(choices: list[ChatCompletionChunkChoice], usage: Usage | None = None):
+        return ChatCompletionChunk(
+            id=completion_id, created=created, model=body.model, choices=choices, usage=usage
+        )
+
+    yield chunk(
+        [
+            ChatCompletionChunkChoice(index=i, delta=ChoiceDelta(role="assistant", content=""))
+            for i in range(body.n)
+        ]
+    )
+    tokens: dict[int, int] = {}
+    prompt_tokens = 0
+    async with aclosing(deltas):
+        async for delta in deltas:
+            tokens[delta.index] = delta.completion_tokens
+            prompt_tokens = delta.prompt_tokens
+            finish_reason = delta.finish_reason.value if delta.finish_reason else None
+            content = ChoiceDelta(content=delta.text) if delta.text else ChoiceDelta()
+            yield chunk(
+                [ChatCompletionChunkChoice(index=delta.index, delta=content,
+                                           finish_reason=finish_reason)]  # fmt: skip
+            )
+    if body.include_usage:
+        yield chunk([], _usage(prompt_tokens, sum(tokens.values())))
+
+
+def _usage(prompt_tokens: int, completion_tokens: int) -> Usage:
+    return Usage(
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+        total_tokens=prompt_tokens + completion_tokens,
+    )
+
+
+def routes() -> list[BaseRoute]:
+    table = [
+        ("/models", list_models, ["GET"]),
+        ("/models/{model:path}", retrieve_model, ["GET"]),
+        ("/chat/completions", create_chat_completion, ["POST"]),
+    ]
+    return [
+        Route(prefix + path, endpoint, methods=methods)
+        for prefix in ("/v1", "/engines/{engine}/v1")
+        for path, endpoint, methods in table
+    ]

@@ -1,0 +1,75 @@
+"""One settings model. Each setting has one name through every layer: the field `max_queue`
+is the flag `--max-queue`, the variable `OVRUNNER_MAX_QUEUE` and the TOML key `max_queue`.
+Precedence: flags, then environment, then the TOML file (`--config` / `OVRUNNER_CONFIG`),
+then the defaults below.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+DEFAULT_PORT = 18820
+
+
+def default_store_dir() -> Path:
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "ovrunner"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="OVRUNNER_", extra="forbid")
+
+    host: str = Field("127.0.0.1", description="Address to bind; loopback by default.")
+    port: int = Field(DEFAULT_PORT, ge=0, le=65535, description="TCP port to listen on.")
+    model: str = Field("smollm2-135m", description="The default model: served and reported.")
+    only: bool = Field(
+        False, description="Serve only `model`; requests for any other model get 421."
+    )
+    preload: bool = Field(False, description="Load the default model at start-up.")
+    store_dir: Path = Field(
+        default_factory=default_store_dir, description="Where models and caches are kept."
+    )
+    device: str = Field("CPU", description="OpenVINO device for the `openvino` engine.")
+    kv_cache_gb: int = Field(1, ge=1, description="KV-cache size per runner, in GB.")
+    max_queue: int = Field(
+        64, ge=1, description="Requests admitted per runner (running plus waiting)."
+    )
+    log_level: str = Field("info", description="Logging level.")
+
+    @property
+    def compile_cache_dir(self) -> Path:
+        return self.store_dir / "compile-cache"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+
+def load_settings(config_file: Path | None = None, **flags: Any) -> Settings:
+    """Settings from flags (None means not given), the environment and a TOML file."""
+    given = {name: value for name, value in flags.items() if value is not None}
+    path = config_file or os.environ.get("OVRUNNER_CONFIG")
+    if path is None:
+        return Settings(**given)
+
+    class FileSettings(Settings):
+        model_config = SettingsConfigDict(toml_file=Path(path))
+
+    return FileSettings(**given)

@@ -1,0 +1,39 @@
+"""Server-sent events: the only module that frames SSE and writes `[DONE]`.
+
+A failure after the stream has begun cannot change the status code any more, so it travels
+as one `data:` event holding the OpenAI error object, followed by `[DONE]`; the `openai` SDK
+raises on such an event.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+
+from pydantic import BaseModel
+from sse_starlette import EventSourceResponse
+
+from ovrunner.errors import EngineError, OvrunnerError
+
+log = logging.getLogger(__name__)
+
+DONE = "[DONE]"
+# Comment lines keep idle connections (a model still loading, a long prefill) from timing out.
+PING_SECONDS = 15
+
+
+async def _events(chunks: AsyncIterator[BaseModel]) -> AsyncIterator[dict[str, str]]:
+    try:
+        async for chunk in chunks:
+            yield {"data": chunk.model_dump_json()}
+    except OvrunnerError as exc:
+        yield {"data": json.dumps(exc.to_body())}
+    except Exception:
+        log.exception("stream failed")
+        yield {"data": json.dumps(EngineError("internal error while streaming").to_body())}
+    yield {"data": DONE}
+
+
+def sse_response(chunks: AsyncIterator[BaseModel]) -> EventSourceResponse:
+    return EventSourceResponse(_events(chunks), ping=PING_SECONDS, sep="\n")

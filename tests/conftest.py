@@ -1,0 +1,20 @@
+"""Fixtures shared by the three rings: a tiny model built by our own code, scratch stores."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ovrunner.engines.base import ModelFormat, ModelRef
+from tests.support.tiny_model import build_tiny_gguf
+
+
+@pytest.fixture(scope="session")
+def tiny_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_gguf(tmp_path_factory.mktemp("tiny") / "tiny-llama.gguf")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_gguf: Path) -> ModelRef:
+    return ModelRef("tiny-llama", tiny_gguf, ModelFormat.GGUF, "openvino")

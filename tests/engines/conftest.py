@@ -1,0 +1,22 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ovrunner.engines.base import LoadConfig, ModelRef
+from ovrunner.engines.openvino import OpenVINOEngine, OpenVINORunner
+
+
+@pytest.fixture(scope="module")
+def tiny_runner(tiny_model: ModelRef, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpenVINORunner]:
+    # A private copy: the first load writes the converted IR beside the GGUF.
+    directory: Path = tmp_path_factory.mktemp("runner")
+    copy = directory / tiny_model.path.name
+    copy.write_bytes(tiny_model.path.read_bytes())
+    model = ModelRef(tiny_model.id, copy, tiny_model.format, tiny_model.engine)
+    runner = OpenVINOEngine().load(model, LoadConfig(max_queue=16))
+    assert isinstance(runner, OpenVINORunner)
+    yield runner
+    runner.close()

@@ -1,0 +1,156 @@
+"""The `openvino` engine on the real OpenVINO GenAI pipeline, with the tiny test model."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from contextlib import aclosing
+from pathlib import Path
+
+import pytest
+
+from ovrunner.engines.base import (
+    EngineStatus,
+    FinishReason,
+    GenerationDelta,
+    GenerationRequest,
+    LoadConfig,
+    ModelFormat,
+    ModelRef,
+    SamplingParams,
+)
+from ovrunner.engines.openvino import OpenVINOEngine, OpenVINORunner
+from ovrunner.errors import ContextLengthExceededError, EngineUnavailableError
+from tests.support.tiny_model import CONTEXT_LENGTH
+
+GREEDY = SamplingParams(max_tokens=24, temperature=0)
+
+
+def raw(prompt: str, sampling: SamplingParams = GREEDY) -> GenerationRequest:
+    return GenerationRequest(prompt=prompt, sampling=sampling)
+
+
+async def collect(runner: OpenVINORunner, request: GenerationRequest) -> list[GenerationDelta]:
+    async with aclosing(runner.generate(request)) as deltas:
+        return [delta async for delta in deltas]
+
+
+async def wait_until_idle(runner: OpenVINORunner, timeout: float = 5.0) -> float:
+    """Seconds until the pipeline holds no unfinished request."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        stats = runner.stats()
+        if stats["running"] == 0 and not stats["pipeline_busy"]:
+            return time.monotonic() - started
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"the pipeline still holds requests: {runner.stats()}")
+
+
+def test_status_reports_version_and_devices() -> None:
+    state = OpenVINOEngine().status()
+    assert state.status is EngineStatus.RUNNING
+    assert "openvino-genai 20" in state.detail and "CPU" in state.detail
+
+
+def test_describe_reads_context_window_without_loading(tiny_model: ModelRef) -> None:
+    info = OpenVINOEngine().describe(tiny_model)
+    assert info.context_window == CONTEXT_LENGTH
+    assert info.architecture == "llama"
+
+
+def test_absent_device_is_a_clear_error(tiny_model: ModelRef) -> None:
+    with pytest.raises(EngineUnavailableError, match="device NPU is not available"):
+        OpenVINOEngine().load(tiny_model, LoadConfig(device="NPU"))
+
+
+def test_generate_returns_text_counts_and_finish_reason(tiny_runner: OpenVINORunner) -> None:
+    deltas = asyncio.run(collect(tiny_runner, raw("the quick brown")))
+    text = "".join(d.text for d in deltas)
+    assert text.strip()
+    last = deltas[-1]
+    assert last.finish_reason in (FinishReason.LENGTH, FinishReason.STOP)
+    assert 1 <= last.completion_tokens <= 24
+    assert last.prompt_tokens == len(tiny_runner.encode(raw("the quick brown")).data[0])
+    # The output varies: the tiny model's weights are chosen so greedy decoding does not loop
+    # on one token, which would hide joining errors.
+    assert len(set(text)) > 5
+
+
+def test_stream_deltas_join_to_the_full_text(tiny_runner: OpenVINORunner) -> None:
+    request = raw("once upon a time", SamplingParams(max_tokens=40, temperature=0, ignore_eos=True))
+    deltas = asyncio.run(collect(tiny_runner, request))
+    assert len([d for d in deltas if d.text]) > 3
+    assert deltas[-1].completion_tokens == 40
+    assert deltas[-1].finish_reason is FinishReason.LENGTH
+    # The reference: the same greedy generation through the pipeline's own batch API.
+    genai = pytest.importorskip("openvino_genai")
+    pipe = genai.LLMPipeline(str(tiny_runner_model_path(tiny_runner)), "CPU")
+    config = genai.GenerationConfig(max_new_tokens=40, ignore_eos=True, apply_chat_template=False)
+    expected = pipe.generate("once upon a time", config)
+    assert "".join(d.text for d in deltas) == str(expected)
+
+
+def tiny_runner_model_path(runner: OpenVINORunner) -> Path:
+    return runner.model_path
+
+
+def test_chat_is_templated_once(tiny_runner: OpenVINORunner) -> None:
+    chat = GenerationRequest(messages=[{"role": "user", "content": "hello"}], sampling=GREEDY)
+    rendered = tiny_runner.render_prompt(chat)
+    assert rendered.count("<|im_start|>user") == 1
+    assert rendered.endswith("<|im_start|>assistant\n")
+    chat_tokens = asyncio.run(collect(tiny_runner, chat))[-1].prompt_tokens
+    raw_tokens = asyncio.run(collect(tiny_runner, raw(rendered)))[-1].prompt_tokens
+    assert chat_tokens == raw_tokens  # the raw prompt was not templated a second time
+
+
+def test_closing_the_stream_cancels_the_request(tiny_runner: OpenVINORunner) -> None:
+    async def scenario() -> float:
+        request = raw("hello world", SamplingParams(max_tokens=400, temperature=0, ignore_eos=True))
+        deltas = tiny_runner.generate(request)
+        received = 0
+        async for delta in deltas:
+            received += delta.completion_tokens > 0
+            if received == 3:
+                break
+        await deltas.aclose()
+        return await wait_until_idle(tiny_runner)
+
+    assert asyncio.run(scenario()) < 1.0
+    assert tiny_runner.stats()["admitted"] == 0
+
+
+def test_eight_concurrent_requests_complete_and_share_steps(tiny_runner: OpenVINORunner) -> None:
+    prompts = [f"request {i}: the quick brown fox" for i in range(8)]
+    sampling = SamplingParams(max_tokens=32, temperature=0, ignore_eos=True)
+
+    async def scenario() -> list[list[GenerationDelta]]:
+        return await asyncio.gather(*(collect(tiny_runner, raw(p, sampling)) for p in prompts))
+
+    steps_before = tiny_runner.stats()["steps"]
+    results = asyncio.run(scenario())
+    assert all(r[-1].completion_tokens == 32 for r in results)
+    assert all(r[-1].finish_reason is FinishReason.LENGTH for r in results)
+    stats = tiny_runner.stats()
+    assert stats["max_batch"] > 1
+    # Batched: far fewer steps than 8 requests x 32 tokens run one after another.
+    assert stats["steps"] - steps_before < 8 * 32 / 2
+
+
+def test_prompt_beyond_context_is_refused(tiny_runner: OpenVINORunner) -> None:
+    request = raw("hello " * 10, SamplingParams(max_tokens=CONTEXT_LENGTH))
+    with pytest.raises(ContextLengthExceededError, match=str(CONTEXT_LENGTH)):
+        asyncio.run(collect(tiny_runner, request))
+
+
+def test_first_load_saves_ir_and_later_loads_use_it(tiny_model: ModelRef, tmp_path: Path) -> None:
+    copy = tmp_path / "m.gguf"
+    copy.write_bytes(tiny_model.path.read_bytes())
+    model = ModelRef("m", copy, ModelFormat.GGUF, "openvino")
+    OpenVINOEngine().load(model, LoadConfig()).close()
+    assert (tmp_path / "openvino_model.xml").is_file()
+    runner = OpenVINOEngine().load(model, LoadConfig())
+    try:
+        assert "".join(d.text for d in asyncio.run(collect(runner, raw("the quick"))))
+    finally:
+        runner.close()

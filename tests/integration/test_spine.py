@@ -1,0 +1,103 @@
+"""The spine through a real server: the official SDK and plain HTTP against SmolLM2."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import openai
+import pytest
+
+from tests.integration.conftest import MODEL
+from tests.support.server import ServerProcess
+
+CAPITAL = [{"role": "user", "content": "What is the capital of France?"}]
+
+
+def test_models_list_has_the_embedded_model(client: openai.OpenAI) -> None:
+    models = client.models.list()
+    assert MODEL in [m.id for m in models.data]
+    model = next(m for m in models.data if m.id == MODEL)
+    assert model.object == "model" and model.owned_by
+
+
+def test_plain_chat_completion_answers_coherently(client: openai.OpenAI) -> None:
+    completion = client.chat.completions.create(
+        model=MODEL, messages=CAPITAL, max_tokens=32, temperature=0
+    )
+    choice = completion.choices[0]
+    assert "Paris" in (choice.message.content or "")
+    assert choice.finish_reason in ("stop", "length")
+    assert completion.usage is not None
+    assert completion.usage.prompt_tokens > 10
+    assert 0 < completion.usage.completion_tokens <= 32
+    assert completion.usage.total_tokens == (
+        completion.usage.prompt_tokens + completion.usage.completion_tokens
+    )
+
+
+def test_streamed_chat_completion(client: openai.OpenAI) -> None:
+    stream = client.chat.completions.create(
+        model=MODEL, messages=CAPITAL, max_tokens=32, temperature=0, stream=True,
+        stream_options={"include_usage": True},
+    )  # fmt: skip
+    chunks = list(stream)
+    assert len({c.id for c in chunks}) == 1
+    assert all(c.object == "chat.completion.chunk" for c in chunks)
+    assert chunks[0].choices[0].delta.role == "assistant"
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert "Paris" in text
+    finish = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert finish in (["stop"], ["length"])
+    assert chunks[-1].choices == [] and chunks[-1].usage is not None
+    # Streamed and plain give the same greedy text.
+    plain = client.chat.completions.create(model=MODEL, messages=CAPITAL, max_tokens=32, temperature=0)
+    assert plain.choices[0].message.content == text
+
+
+def test_unknown_model_is_404_model_not_found(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.NotFoundError) as caught:
+        client.chat.completions.create(model="no-such-model", messages=CAPITAL)
+    assert caught.value.code == "model_not_found"
+    assert caught.value.body["param"] == "model"  # type: ignore[index]
+
+
+def test_garbage_is_a_400_and_the_server_stays_healthy(server: ServerProcess) -> None:
+    response = httpx.post(f"{server.base_url}/v1/chat/completions", content=b"{not json")
+    assert response.status_code == 400
+    assert response.json()["error"]["type"] == "invalid_request_error"
+    response = httpx.post(f"{server.base_url}/v1/chat/completions",
+                          json={"model": MODEL, "messages": CAPITAL, "temperature": 7})  # fmt: skip
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "temperature"
+    response = httpx.get(f"{server.base_url}/no/such/route")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
+    assert httpx.get(f"{server.base_url}/healthz").json()["ok"] is True
+
+
+def test_closing_a_stream_frees_the_request(client: openai.OpenAI, server: ServerProcess) -> None:
+    stream = client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "Tell me a very long story."}],
+        max_tokens=2000, stream=True, extra_body={"ignore_eos": True},
+    )  # fmt: skip
+    for i, _ in enumerate(stream):
+        if i == 2:
+            break
+    stream.close()
+    deadline = time.monotonic() + 1.0
+    while True:
+        stats = httpx.get(f"{server.base_url}/engines/ps").json()["runners"][0]["stats"]
+        if stats["admitted"] == 0 and not stats["pipeline_busy"]:
+            break
+        assert time.monotonic() < deadline, stats
+        time.sleep(0.02)
+    after = client.chat.completions.create(model=MODEL, messages=CAPITAL, max_tokens=8)
+    assert after.choices[0].message.content
+
+
+def test_healthz_reports_the_loaded_default_model(server: ServerProcess) -> None:
+    health = httpx.get(f"{server.base_url}/healthz").json()
+    assert health["ok"] is True and health["model"] == MODEL and health["loaded"] is True
+    assert health["initial_load_ms"] > 0
+    assert health["bind"] == f"127.0.0.1:{server.port}"
