@@ -29,8 +29,8 @@ from ovrunner.engines.base import (
     Runner,
     SamplingParams,
 )
-from ovrunner.engines.detokenize import IncrementalDetokenizer
-from ovrunner.engines.stepping import SteppingLoop, StepUpdate
+from ovrunner.engines.choices import RequestChoices, coalesce, publish_step
+from ovrunner.engines.stepping import BatchJob, SteppingLoop, StepUpdate
 from ovrunner.errors import (
     ContextLengthExceededError,
     EngineUnavailableError,
@@ -165,6 +165,7 @@ class OpenVINORunner(Runner):
         self._loop = SteppingLoop(
             pipeline,
             name=model.id,
+            on_updates=self._on_updates,
             finish_reason_of=_finish_reason_of,
             is_finished=_is_finished,
             read_metrics=_read_metrics,
@@ -248,52 +249,43 @@ class OpenVINORunner(Runner):
     # -- generation --------------------------------------------------------------------------
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationDelta]:
-        if request.sampling.n > 1 and (request.sampling.temperature or DEFAULT_TEMPERATURE) == 0:
+        sampling = request.sampling
+        if sampling.n > 1 and (DEFAULT_TEMPERATURE if sampling.temperature is None else sampling.temperature) == 0:
             raise InvalidRequestError("n > 1 needs temperature > 0", param="n")
         prompt = await asyncio.to_thread(self.encode, request)
         prompt_tokens = int(prompt.shape[1])
-        config = self._generation_config(request.sampling, prompt_tokens)
+        config = self._generation_config(sampling, prompt_tokens)
         if self._admitted >= self._max_queue:
             raise QueueFullError(
                 f"model {self.model_id!r} has {self._admitted} requests running or waiting; "
                 "try again shortly"
             )
         self._admitted += 1
-        job = self._loop.submit(prompt, config)
+        job = self._loop.submit(prompt, config, RequestChoices(prompt_tokens))
         finished = False
         try:
-            streams: dict[int, _ChoiceStream] = {}
             while not finished:
-                update: StepUpdate = await job.updates.get()
-                if update.error is not None:
-                    raise update.error
-                finished = update.finished
-                for delta in self._deltas(update, streams, prompt_tokens):
+                items = [await job.outbox.get()]
+                while not job.outbox.empty():
+                    items.append(job.outbox.get_nowait())
+                deltas: list[GenerationDelta] = []
+                for item in items:
+                    if isinstance(item, Exception):
+                        raise item
+                    finished = finished or item.finished
+                    deltas.extend(item.deltas)
+                for delta in coalesce(deltas):
                     yield delta
         finally:
             self._admitted -= 1
             if not finished:
                 self._loop.cancel(job)
 
-    def _deltas(
-        self, update: StepUpdate, streams: dict[int, _ChoiceStream], prompt_tokens: int
-    ) -> list[GenerationDelta]:
-        deltas = []
-        for output in update.outputs:
-            stream = streams.get(output.sequence_id)
-            if stream is None:
-                stream = streams[output.sequence_id] = _ChoiceStream(len(streams), self._decode)
-            deltas.append(stream.advance(output.token_ids, output.finish_reason, prompt_tokens))
-        if update.finished:
-            # A request that ends without a reason on a sequence (stopped by the pipeline)
-            # closes it as "stop", so every choice gets a final delta.
-            for stream in streams.values():
-                if not stream.done:
-                    deltas.append(stream.advance([], FinishReason.STOP, prompt_tokens))
-        return [d for d in deltas if d.text or d.finish_reason]
+    def _on_updates(self, items: list[tuple[BatchJob, StepUpdate]]) -> None:
+        publish_step(items, self._decode_many)
 
-    def _decode(self, ids: list[int]) -> str:
-        return str(self._tokenizer.decode(ids, skip_special_tokens=True))
+    def _decode_many(self, windows: list[list[int]]) -> list[str]:
+        return list(self._tokenizer.decode(windows, skip_special_tokens=True))
 
     def stats(self) -> dict[str, Any]:
         loop = self._loop.stats
@@ -310,27 +302,3 @@ class OpenVINORunner(Runner):
 
     def close(self) -> None:
         self._loop.close()
-
-
-class _ChoiceStream:
-    """Text and token count of one choice, turned into deltas."""
-
-    def __init__(self, index: int, decode: Any) -> None:
-        self.index = index
-        self.done = False
-        self._detokenizer = IncrementalDetokenizer(decode)
-
-    def advance(
-        self, token_ids: list[int], finish_reason: str | None, prompt_tokens: int
-    ) -> GenerationDelta:
-        text = self._detokenizer.push(token_ids)
-        if finish_reason is not None:
-            self.done = True
-            text += self._detokenizer.flush()
-        return GenerationDelta(
-            index=self.index,
-            text=text,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=self._detokenizer.token_count,
-            finish_reason=FinishReason(finish_reason) if finish_reason else None,
-        )

@@ -48,15 +48,20 @@ class StepUpdate:
 
 @dataclass(eq=False)
 class BatchJob:
-    """One request in the loop. `updates` is read on the event loop only."""
+    """One request in the loop. `context` and `outbox` belong to the event loop: the
+    `on_updates` hook keeps its per-request state in `context` and its results in `outbox`."""
 
     request_id: int
     prompt: Any  # an openvino.Tensor of input ids
     config: Any  # an openvino_genai.GenerationConfig
     loop: asyncio.AbstractEventLoop
-    updates: asyncio.Queue[StepUpdate] = field(default_factory=asyncio.Queue)
+    context: Any = None
+    outbox: asyncio.Queue[Any] = field(default_factory=asyncio.Queue)
     handle: Any = None  # owned by the stepping thread
     submitted_at: float = field(default_factory=time.monotonic)
+
+
+OnUpdates = Callable[[list[tuple[BatchJob, StepUpdate]]], None]
 
 
 @dataclass
@@ -84,8 +89,10 @@ _CLOSE = object()
 class SteppingLoop:
     """Drives `pipeline` from one thread; `submit` and `cancel` are called from the event loop.
 
-    `finish_reason_of` maps the pipeline's per-sequence finish reason to "stop", "length" or
-    None (still running); `is_finished` tells whether a handle's request has left the pipeline.
+    After each step, `on_updates` runs once on the event loop with every request that
+    advanced or finished in that step. `finish_reason_of` maps the pipeline's per-sequence
+    finish reason to "stop", "length" or None (still running); `is_finished` tells whether a
+    handle's request has left the pipeline.
     """
 
     def __init__(
@@ -93,11 +100,13 @@ class SteppingLoop:
         pipeline: Any,
         *,
         name: str,
+        on_updates: OnUpdates,
         finish_reason_of: Callable[[Any], str | None],
         is_finished: Callable[[Any], bool],
         read_metrics: Callable[[Any], tuple[float, int]] | None = None,
     ) -> None:
         self._pipeline = pipeline
+        self._on_updates = on_updates
         self._finish_reason_of = finish_reason_of
         self._is_finished = is_finished
         self._read_metrics = read_metrics
@@ -112,10 +121,10 @@ class SteppingLoop:
 
     # -- event-loop side -------------------------------------------------------------------
 
-    def submit(self, prompt: Any, config: Any) -> BatchJob:
+    def submit(self, prompt: Any, config: Any, context: Any = None) -> BatchJob:
         if self.failure is not None:
             raise self.failure
-        job = BatchJob(next(self._ids), prompt, config, asyncio.get_running_loop())
+        job = BatchJob(next(self._ids), prompt, config, asyncio.get_running_loop(), context)
         self._commands.put(job)
         return job
 
@@ -226,18 +235,12 @@ class SteppingLoop:
         self._active.clear()
         self._post([(job, StepUpdate([], finished=True, error=error)) for job in jobs])
 
-    @staticmethod
-    def _post(batch: list[tuple[BatchJob, StepUpdate]]) -> None:
+    def _post(self, batch: list[tuple[BatchJob, StepUpdate]]) -> None:
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[BatchJob, StepUpdate]]] = {}
         for job, update in batch:
             by_loop.setdefault(job.loop, []).append((job, update))
         for loop, items in by_loop.items():
             try:
-                loop.call_soon_threadsafe(_deliver, items)
+                loop.call_soon_threadsafe(self._on_updates, items)
             except RuntimeError:  # the loop has closed; nobody is listening
                 pass
-
-
-def _deliver(items: list[tuple[BatchJob, StepUpdate]]) -> None:
-    for job, update in items:
-        job.updates.put_nowait(update)
