@@ -69,12 +69,13 @@ class ModelStore:
     def get(self, model_id: str) -> ModelRef:
         """The stored model `model_id`; the embedded default is registered on first use."""
         directory = self._dir(model_id)
+        if model_id in EMBEDDED:
+            # Checked each time: the package's location changes with the virtual environment.
+            return self._register_embedded(model_id, EMBEDDED[model_id])
         manifest_path = directory / MANIFEST
         if manifest_path.is_file():
             manifest = Manifest(**json.loads(manifest_path.read_text()))
             return manifest.ref(directory)
-        if model_id in EMBEDDED:
-            return self._register_embedded(model_id, EMBEDDED[model_id])
         raise ModelNotFoundError(f"The model {model_id!r} does not exist", param="model")
 
     def list_ids(self) -> list[str]:
@@ -107,6 +108,9 @@ class ModelStore:
             link.unlink()
         if not link.exists():
             link.symlink_to(source)
+        manifest_path = directory / MANIFEST
+        if manifest_path.is_file():
+            return Manifest(**json.loads(manifest_path.read_text())).ref(directory)
         manifest = Manifest(
             id=model_id,
             engine=embedded.engine,
@@ -115,5 +119,5 @@ class ModelStore:
             file=link.name,
             created=int(time.time()),
         )
-        (directory / MANIFEST).write_text(json.dumps(asdict(manifest), indent=2))
+        manifest_path.write_text(json.dumps(asdict(manifest), indent=2))
         return manifest.ref(directory)
