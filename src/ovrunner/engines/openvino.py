@@ -250,7 +250,7 @@ class OpenVINORunner(Runner):
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationDelta]:
         sampling = request.sampling
-        if sampling.n > 1 and (DEFAULT_TEMPERATURE if sampling.temperature is None else sampling.temperature) == 0:
+        if sampling.n > 1 and sampling.temperature == 0:
             raise InvalidRequestError("n > 1 needs temperature > 0", param="n")
         prompt = await asyncio.to_thread(self.encode, request)
         prompt_tokens = int(prompt.shape[1])
@@ -261,9 +261,10 @@ class OpenVINORunner(Runner):
                 "try again shortly"
             )
         self._admitted += 1
-        job = self._loop.submit(prompt, config, RequestChoices(prompt_tokens))
+        job = None
         finished = False
         try:
+            job = self._loop.submit(prompt, config, RequestChoices(prompt_tokens))
             while not finished:
                 items = [await job.outbox.get()]
                 while not job.outbox.empty():
@@ -278,7 +279,7 @@ class OpenVINORunner(Runner):
                     yield delta
         finally:
             self._admitted -= 1
-            if not finished:
+            if job is not None and not finished:
                 self._loop.cancel(job)
 
     def _on_updates(self, items: list[tuple[BatchJob, StepUpdate]]) -> None:
