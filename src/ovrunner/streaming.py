@@ -23,10 +23,10 @@ DONE = "[DONE]"
 PING_SECONDS = 15
 
 
-async def _events(chunks: AsyncIterator[BaseModel]) -> AsyncIterator[dict[str, str]]:
+async def _events(chunks: AsyncIterator[BaseModel | str]) -> AsyncIterator[dict[str, str]]:
     try:
         async for chunk in chunks:
-            yield {"data": chunk.model_dump_json()}
+            yield {"data": chunk if isinstance(chunk, str) else chunk.model_dump_json()}
     except OvrunnerError as exc:
         yield {"data": json.dumps(exc.to_body())}
     except Exception:
@@ -35,5 +35,6 @@ async def _events(chunks: AsyncIterator[BaseModel]) -> AsyncIterator[dict[str, s
     yield {"data": DONE}
 
 
-def sse_response(chunks: AsyncIterator[BaseModel]) -> EventSourceResponse:
+def sse_response(chunks: AsyncIterator[BaseModel | str]) -> EventSourceResponse:
+    """Stream `chunks` (wire models, or their JSON already rendered) as SSE events."""
     return EventSourceResponse(_events(chunks), ping=PING_SECONDS, sep="\n")

@@ -6,6 +6,7 @@ range are refused (400 with the field as `param`). NaN and infinities are refuse
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from typing import Any, Literal
@@ -169,3 +170,25 @@ class ChatCompletionChunk(BaseModel):
     model: str
     choices: list[ChatCompletionChunkChoice]
     usage: Usage | None = None
+
+
+class ContentChunkTemplate:
+    """The JSON of a one-choice content chunk, without building a model per token.
+
+    A stream sends one such chunk per token, so the fixed part (id, created, model) is
+    serialized once and only the text is escaped per token. The output is byte-identical to
+    `ChatCompletionChunk(...).model_dump_json()` (a unit test holds it to that).
+    """
+
+    def __init__(self, completion_id: str, created: int, model: str) -> None:
+        fixed = ChatCompletionChunk(id=completion_id, created=created, model=model, choices=[])
+        head, _, _ = fixed.model_dump_json().partition('"choices":[]')
+        self._head = head + '"choices":[{"index":'
+
+    def render(self, index: int, text: str, finish_reason: str | None) -> str:
+        content = json.dumps(text, ensure_ascii=False) if text else "null"
+        reason = "null" if finish_reason is None else f'"{finish_reason}"'
+        return (
+            f'{self._head}{index},"delta":{{"role":null,"content":{content}}},'
+            f'"finish_reason":{reason},"logprobs":null}}],"usage":null}}'
+        )

@@ -21,6 +21,7 @@ from ovrunner.protocol.openai import (
     ChatCompletionMessage,
     ChatCompletionRequest,
     ChoiceDelta,
+    ContentChunkTemplate,
     Model,
     ModelList,
     ResponseFormat,
@@ -170,7 +171,7 @@ async def _chat_chunks(
     deltas: AsyncIterator[GenerationDelta],
     completion_id: str,
     created: int,
-) -> AsyncIterator[ChatCompletionChunk]:
+) -> AsyncIterator[ChatCompletionChunk | str]:
     def chunk(choices: list[ChatCompletionChunkChoice], usage: Usage | None = None):
         return ChatCompletionChunk(
             id=completion_id, created=created, model=body.model, choices=choices, usage=usage
@@ -182,6 +183,7 @@ async def _chat_chunks(
             for i in range(body.n)
         ]
     )
+    template = ContentChunkTemplate(completion_id, created, body.model)
     tokens: dict[int, int] = {}
     prompt_tokens = 0
     async with aclosing(deltas):
@@ -189,11 +191,7 @@ async def _chat_chunks(
             tokens[delta.index] = delta.completion_tokens
             prompt_tokens = delta.prompt_tokens
             finish_reason = delta.finish_reason.value if delta.finish_reason else None
-            content = ChoiceDelta(content=delta.text) if delta.text else ChoiceDelta()
-            yield chunk(
-                [ChatCompletionChunkChoice(index=delta.index, delta=content,
-                                           finish_reason=finish_reason)]  # fmt: skip
-            )
+            yield template.render(delta.index, delta.text, finish_reason)
     if body.include_usage:
         yield chunk([], _usage(prompt_tokens, sum(tokens.values())))
 
