@@ -101,3 +101,28 @@ def test_healthz_reports_the_loaded_default_model(server: ServerProcess) -> None
     assert health["ok"] is True and health["model"] == MODEL and health["loaded"] is True
     assert health["initial_load_ms"] > 0
     assert health["bind"] == f"127.0.0.1:{server.port}"
+
+
+def test_raw_completion_is_not_templated(client: openai.OpenAI) -> None:
+    prompt = "The capital of France is"
+    completion = client.completions.create(model=MODEL, prompt=prompt, max_tokens=5, temperature=0)
+    assert completion.object == "text_completion"
+    assert completion.choices[0].text
+    assert completion.choices[0].finish_reason in ("stop", "length")
+    assert completion.usage is not None and completion.usage.completion_tokens <= 5
+    # The chat template would add dozens of tokens (system prompt, role markers).
+    assert completion.usage.prompt_tokens <= 8
+    chat = client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": prompt}], max_tokens=1, temperature=0
+    )
+    assert chat.usage is not None and chat.usage.prompt_tokens > completion.usage.prompt_tokens + 10
+
+
+def test_streamed_completion(client: openai.OpenAI) -> None:
+    chunks = list(client.completions.create(
+        model=MODEL, prompt="Once upon a time", max_tokens=12, temperature=0, stream=True,
+        stream_options={"include_usage": True}))  # fmt: skip
+    text = "".join(c.choices[0].text for c in chunks if c.choices)
+    plain = client.completions.create(model=MODEL, prompt="Once upon a time", max_tokens=12, temperature=0)
+    assert text == plain.choices[0].text
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 12

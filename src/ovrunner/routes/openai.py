@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from contextlib import aclosing
+from dataclasses import dataclass
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -21,6 +22,9 @@ from ovrunner.protocol.openai import (
     ChatCompletionMessage,
     ChatCompletionRequest,
     ChoiceDelta,
+    Completion,
+    CompletionChoice,
+    CompletionRequest,
     ContentChunkTemplate,
     Model,
     ModelList,
@@ -36,7 +40,7 @@ from ovrunner.streaming import sse_response
 OWNER = "ovrunner"
 
 
-def _json(model: Model | ModelList | ChatCompletion) -> Response:
+def _json(model: Model | ModelList | ChatCompletion | Completion) -> Response:
     return Response(model.model_dump_json(), media_type="application/json")
 
 
@@ -72,8 +76,10 @@ def _model_object(request: Request, model_id: str) -> Model:
                  architecture=architecture)  # fmt: skip
 
 
-def _sampling(body: ChatCompletionRequest) -> SamplingParams:
-    if body.logprobs or body.top_logprobs:
+def _sampling(
+    body: ChatCompletionRequest | CompletionRequest, response_format: ResponseFormat | None = None
+) -> SamplingParams:
+    if body.logprobs:
         raise UnsupportedParameterError(
             "logprobs are not supported by this engine yet", param="logprobs"
         )
@@ -91,7 +97,7 @@ def _sampling(body: ChatCompletionRequest) -> SamplingParams:
         repetition_penalty=body.repetition_penalty,
         min_tokens=body.min_tokens,
         ignore_eos=body.ignore_eos,
-        json_schema=_json_schema(body.response_format),
+        json_schema=_json_schema(response_format),
     )
 
 
@@ -131,39 +137,86 @@ async def create_chat_completion(request: Request) -> Response:
     lifecycle: Lifecycle = request.app.state.lifecycle
     runner = await lifecycle.runner_for(body.model, engine=request.path_params.get("engine"))
     messages = [{"role": m.role, "content": m.text()} for m in body.messages]
-    generation = GenerationRequest(messages=messages, sampling=_sampling(body))
+    generation = GenerationRequest(
+        messages=messages, sampling=_sampling(body, body.response_format)
+    )
     deltas = await _start(runner, generation)
     completion_id, created = new_id("chatcmpl"), now()
     if body.stream:
         return sse_response(_chat_chunks(body, deltas, completion_id, created))
-    texts: dict[int, list[str]] = {i: [] for i in range(body.n)}
-    finish: dict[int, str | None] = {}
-    tokens: dict[int, int] = {}
+    result = await _collect(deltas, body.n)
+    choices = [
+        ChatCompletionChoice(index=i, message=ChatCompletionMessage(content=text),
+                             finish_reason=result.finish[i])  # fmt: skip
+        for i, text in enumerate(result.texts)
+    ]
+    return _json(ChatCompletion(id=completion_id, created=created, model=body.model,
+                                choices=choices, usage=result.usage))  # fmt: skip
+
+
+async def create_completion(request: Request) -> Response:
+    body = await parse_body(request, CompletionRequest)
+    if body.echo or body.suffix:
+        raise UnsupportedParameterError(
+            "echo and suffix are not supported", param="echo" if body.echo else "suffix"
+        )
+    lifecycle: Lifecycle = request.app.state.lifecycle
+    runner = await lifecycle.runner_for(body.model, engine=request.path_params.get("engine"))
+    generation = GenerationRequest(prompt=body.prompt, sampling=_sampling(body))
+    deltas = await _start(runner, generation)
+    completion_id, created = new_id("cmpl"), now()
+    if body.stream:
+        return sse_response(_completion_chunks(body, deltas, completion_id, created))
+    result = await _collect(deltas, body.n)
+    choices = [
+        CompletionChoice(index=i, text=text, finish_reason=result.finish[i])
+        for i, text in enumerate(result.texts)
+    ]
+    return _json(Completion(id=completion_id, created=created, model=body.model,
+                            choices=choices, usage=result.usage))  # fmt: skip
+
+
+@dataclass
+class _Collected:
+    texts: list[str]
+    finish: list[str | None]
+    usage: Usage
+
+
+async def _collect(deltas: AsyncIterator[GenerationDelta], n: int) -> _Collected:
+    """A whole non-streamed answer: the text and finish reason of each of `n` choices."""
+    parts: list[list[str]] = [[] for _ in range(n)]
+    finish: list[str | None] = [None] * n
+    tokens = [0] * n
     prompt_tokens = 0
     async with aclosing(deltas):
         async for delta in deltas:
-            texts[delta.index].append(delta.text)
+            parts[delta.index].append(delta.text)
             tokens[delta.index] = delta.completion_tokens
             prompt_tokens = delta.prompt_tokens
             if delta.finish_reason is not None:
                 finish[delta.index] = delta.finish_reason.value
-    choices = [
-        ChatCompletionChoice(
-            index=i,
-            message=ChatCompletionMessage(content="".join(parts)),
-            finish_reason=finish.get(i),
-        )
-        for i, parts in texts.items()
-    ]
-    return _json(
-        ChatCompletion(
-            id=completion_id,
-            created=created,
-            model=body.model,
-            choices=choices,
-            usage=_usage(prompt_tokens, sum(tokens.values())),
-        )
-    )
+    return _Collected(["".join(p) for p in parts], finish, _usage(prompt_tokens, sum(tokens)))
+
+
+async def _completion_chunks(
+    body: CompletionRequest,
+    deltas: AsyncIterator[GenerationDelta],
+    completion_id: str,
+    created: int,
+) -> AsyncIterator[Completion]:
+    tokens: dict[int, int] = {}
+    prompt_tokens = 0
+    async with aclosing(deltas):
+        async for delta in deltas:
+            tokens[delta.index] = delta.completion_tokens
+            prompt_tokens = delta.prompt_tokens
+            finish_reason = delta.finish_reason.value if delta.finish_reason else None
+            choice = CompletionChoice(index=delta.index, text=delta.text, finish_reason=finish_reason)
+            yield Completion(id=completion_id, created=created, model=body.model, choices=[choice])
+    if body.include_usage:
+        yield Completion(id=completion_id, created=created, model=body.model, choices=[],
+                         usage=_usage(prompt_tokens, sum(tokens.values())))  # fmt: skip
 
 
 async def _chat_chunks(
@@ -209,6 +262,7 @@ def routes() -> list[BaseRoute]:
         ("/models", list_models, ["GET"]),
         ("/models/{model:path}", retrieve_model, ["GET"]),
         ("/chat/completions", create_chat_completion, ["POST"]),
+        ("/completions", create_completion, ["POST"]),
     ]
     return [
         Route(prefix + path, endpoint, methods=methods)
