@@ -11,7 +11,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from ovrunner.engines.base import GenerationDelta, GenerationRequest, Runner, SamplingParams
+from ovrunner.engines.base import (
+    GenerationDelta,
+    GenerationRequest,
+    ModelRef,
+    Runner,
+    SamplingParams,
+)
 from ovrunner.errors import ModelNotFoundError, UnsupportedParameterError
 from ovrunner.lifecycle import Lifecycle
 from ovrunner.protocol.openai import (
@@ -50,9 +56,8 @@ async def list_models(request: Request) -> Response:
     models = []
     for model_id in store.list_ids():
         model = store.get(model_id)
-        if engine is not None and model.engine != engine:
-            continue
-        models.append(_model_object(request, model_id))
+        if engine is None or model.engine == engine:
+            models.append(_model_object(request, model))
     return _json(ModelList(data=models))
 
 
@@ -61,18 +66,17 @@ async def retrieve_model(request: Request) -> Response:
     model_id = request.path_params["model"]
     if model_id not in store.list_ids():
         raise ModelNotFoundError(f"The model {model_id!r} does not exist", param="model")
-    return _json(_model_object(request, model_id))
+    return _json(_model_object(request, store.get(model_id)))
 
 
-def _model_object(request: Request, model_id: str) -> Model:
+def _model_object(request: Request, model: ModelRef) -> Model:
     store: ModelStore = request.app.state.store
-    model = store.get(model_id)
     engine = request.app.state.registry.get(model.engine)
     try:
         architecture = engine.describe(model).architecture
     except Exception:
         architecture = None
-    return Model(id=model_id, created=store.created(model_id), owned_by=OWNER,
+    return Model(id=model.id, created=store.created(model.id), owned_by=OWNER,
                  architecture=architecture)  # fmt: skip
 
 
@@ -187,16 +191,13 @@ async def _collect(deltas: AsyncIterator[GenerationDelta], n: int) -> _Collected
     """A whole non-streamed answer: the text and finish reason of each of `n` choices."""
     parts: list[list[str]] = [[] for _ in range(n)]
     finish: list[str | None] = [None] * n
-    tokens = [0] * n
-    prompt_tokens = 0
+    tally = _UsageTally()
     async with aclosing(deltas):
         async for delta in deltas:
-            parts[delta.index].append(delta.text)
-            tokens[delta.index] = delta.completion_tokens
-            prompt_tokens = delta.prompt_tokens
+            parts[tally.add(delta).index].append(delta.text)
             if delta.finish_reason is not None:
                 finish[delta.index] = delta.finish_reason.value
-    return _Collected(["".join(p) for p in parts], finish, _usage(prompt_tokens, sum(tokens)))
+    return _Collected(["".join(p) for p in parts], finish, tally.usage())
 
 
 async def _completion_chunks(
@@ -205,18 +206,16 @@ async def _completion_chunks(
     completion_id: str,
     created: int,
 ) -> AsyncIterator[Completion]:
-    tokens: dict[int, int] = {}
-    prompt_tokens = 0
+    tally = _UsageTally()
     async with aclosing(deltas):
         async for delta in deltas:
-            tokens[delta.index] = delta.completion_tokens
-            prompt_tokens = delta.prompt_tokens
+            tally.add(delta)
             finish_reason = delta.finish_reason.value if delta.finish_reason else None
             choice = CompletionChoice(index=delta.index, text=delta.text, finish_reason=finish_reason)
             yield Completion(id=completion_id, created=created, model=body.model, choices=[choice])
     if body.include_usage:
         yield Completion(id=completion_id, created=created, model=body.model, choices=[],
-                         usage=_usage(prompt_tokens, sum(tokens.values())))  # fmt: skip
+                         usage=tally.usage())  # fmt: skip
 
 
 async def _chat_chunks(
@@ -237,24 +236,32 @@ async def _chat_chunks(
         ]
     )
     template = ContentChunkTemplate(completion_id, created, body.model)
-    tokens: dict[int, int] = {}
-    prompt_tokens = 0
+    tally = _UsageTally()
     async with aclosing(deltas):
         async for delta in deltas:
-            tokens[delta.index] = delta.completion_tokens
-            prompt_tokens = delta.prompt_tokens
+            tally.add(delta)
             finish_reason = delta.finish_reason.value if delta.finish_reason else None
             yield template.render(delta.index, delta.text, finish_reason)
     if body.include_usage:
-        yield chunk([], _usage(prompt_tokens, sum(tokens.values())))
+        yield chunk([], tally.usage())
 
 
-def _usage(prompt_tokens: int, completion_tokens: int) -> Usage:
-    return Usage(
-        prompt_tokens=prompt_tokens,
-        completion_tokens=completion_tokens,
-        total_tokens=prompt_tokens + completion_tokens,
-    )
+class _UsageTally:
+    """Token usage of a request, from the running counts its deltas carry."""
+
+    def __init__(self) -> None:
+        self._prompt_tokens = 0
+        self._completion_tokens: dict[int, int] = {}
+
+    def add(self, delta: GenerationDelta) -> GenerationDelta:
+        self._prompt_tokens = delta.prompt_tokens
+        self._completion_tokens[delta.index] = delta.completion_tokens
+        return delta
+
+    def usage(self) -> Usage:
+        completion = sum(self._completion_tokens.values())
+        return Usage(prompt_tokens=self._prompt_tokens, completion_tokens=completion,
+                     total_tokens=self._prompt_tokens + completion)  # fmt: skip
 
 
 def routes() -> list[BaseRoute]:
