@@ -23,7 +23,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import httpx
-
 from tests.support.server import ServerProcess
 
 MODEL = "smollm2-135m"

@@ -82,6 +82,15 @@ class RequestTooLargeError(OvrunnerError):
     code = "request_too_large"
 
 
+class ClientDisconnectedError(OvrunnerError):
+    """The client hung up before its answer was ready; 499 as nginx logs it. Nobody reads
+    the body: it exists so the access log tells this apart from a server failure."""
+
+    status_code = 499
+    type = "invalid_request_error"
+    code = "client_closed_request"
+
+
 class ModelNotServedError(OvrunnerError):
     """The model exists, but the engine or runner addressed does not serve it."""
 

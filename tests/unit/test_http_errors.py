@@ -9,9 +9,9 @@ import pytest
 from starlette.testclient import TestClient
 
 from ovrunner.app import create_app
+from ovrunner.errors import InvalidValueError
 from ovrunner.settings import Settings
 from ovrunner.store import ModelStore, validate_model_id
-from ovrunner.errors import InvalidValueError
 
 
 @pytest.fixture

@@ -81,6 +81,8 @@ class SamplingParams:
     ignore_eos: bool = False
     # A JSON schema the output must satisfy (structured output), already serialized.
     json_schema: str | None = None
+    # Report the log probability of each generated token.
+    logprobs: bool = False
 
 
 @dataclass(frozen=True)
@@ -97,14 +99,24 @@ class GenerationRequest:
 
 
 @dataclass(frozen=True)
+class TokenLogprob:
+    """One generated token, as text, with its log probability."""
+
+    token: str
+    logprob: float
+
+
+@dataclass(frozen=True)
 class GenerationDelta:
-    """New output for one choice. Counts are running totals for that choice."""
+    """New output for one choice. Counts are running totals for that choice; `logprobs`
+    covers the tokens this delta adds, when the request asked for them."""
 
     index: int
     text: str
     prompt_tokens: int
     completion_tokens: int
     finish_reason: FinishReason | None = None
+    logprobs: tuple[TokenLogprob, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ovrunner.engines.base import FinishReason, GenerationDelta
+from ovrunner.engines.base import FinishReason, GenerationDelta, TokenLogprob
 from ovrunner.engines.detokenize import DecodeMany, IncrementalDetokenizer, decode_batch
 from ovrunner.engines.stepping import BatchJob, StepUpdate
 
@@ -30,9 +30,11 @@ class _Choice:
 class RequestChoices:
     """The choices of one request (n of them), keyed by the pipeline's sequence ids."""
 
-    def __init__(self, prompt_tokens: int) -> None:
+    def __init__(self, prompt_tokens: int, n: int = 1) -> None:
         self.prompt_tokens = prompt_tokens
+        self.n = n
         self._by_sequence: dict[int, _Choice] = {}
+        self._unseen: list[_Choice] = []  # choices whose sequence never produced a token
 
     def choice(self, sequence_id: int) -> _Choice:
         choice = self._by_sequence.get(sequence_id)
@@ -41,7 +43,12 @@ class RequestChoices:
         return choice
 
     def open_choices(self) -> list[_Choice]:
-        return [c for c in self._by_sequence.values() if not c.done]
+        """Choices not yet closed, including those that never produced a token (a stop
+        string matched at once): each of the n choices must get a final delta."""
+        seen = len(self._by_sequence) + len(self._unseen)
+        self._unseen.extend(_Choice(index) for index in range(seen, self.n))
+        choices = [*self._by_sequence.values(), *self._unseen]
+        return [c for c in choices if not c.done]
 
 
 def publish_step(items: list[tuple[BatchJob, StepUpdate]], decode_many: DecodeMany) -> None:
@@ -51,7 +58,7 @@ def publish_step(items: list[tuple[BatchJob, StepUpdate]], decode_many: DecodeMa
     some sequence (the pipeline stopped it) closes that choice as "stop", so every choice
     gets a final delta.
     """
-    work: list[tuple[BatchJob, _Choice, list[int], str | None]] = []
+    work: list[_Work] = []
     delivered: list[tuple[BatchJob, StepUpdate]] = []
     for job, update in items:
         if update.error is not None:
@@ -59,33 +66,68 @@ def publish_step(items: list[tuple[BatchJob, StepUpdate]], decode_many: DecodeMa
             continue
         delivered.append((job, update))
         choices: RequestChoices = job.context
-        entries: dict[_Choice, tuple[list[int], str | None]] = {}
+        entries: dict[_Choice, _Work] = {}
         for output in update.outputs:
             choice = choices.choice(output.sequence_id)
-            ids, reason = entries.get(choice, ([], None))
-            entries[choice] = (ids + output.token_ids, output.finish_reason or reason)
+            entry = entries.setdefault(choice, _Work(job, choice))
+            entry.token_ids += output.token_ids
+            entry.reason = output.finish_reason or entry.reason
+            if output.log_probs is not None:
+                entry.log_probs = (entry.log_probs or []) + output.log_probs
         if update.finished:
             for choice in choices.open_choices():
-                ids, reason = entries.get(choice, ([], None))
-                entries[choice] = (ids, reason or FinishReason.STOP.value)
-        work.extend((job, choice, ids, reason) for choice, (ids, reason) in entries.items())
+                entry = entries.setdefault(choice, _Work(job, choice))
+                entry.reason = entry.reason or FinishReason.STOP.value
+        work.extend(entries.values())
 
-    texts = decode_batch([(c.detokenizer, ids, r is not None) for _, c, ids, r in work], decode_many)
+    texts = decode_batch(
+        [(w.choice.detokenizer, w.token_ids, w.reason is not None) for w in work], decode_many
+    )
+    token_texts = _decode_tokens([w for w in work if w.log_probs is not None], decode_many)
     deltas: dict[BatchJob, list[GenerationDelta]] = {}
-    for (job, choice, _, reason), text in zip(work, texts):
+    for entry, text in zip(work, texts):
+        choice, reason = entry.choice, entry.reason
         choice.done = choice.done or reason is not None
-        if text or reason:
-            deltas.setdefault(job, []).append(
+        if text or reason or entry.log_probs:
+            deltas.setdefault(entry.job, []).append(
                 GenerationDelta(
                     index=choice.index,
                     text=text,
-                    prompt_tokens=job.context.prompt_tokens,
+                    prompt_tokens=entry.job.context.prompt_tokens,
                     completion_tokens=choice.detokenizer.token_count,
                     finish_reason=FinishReason(reason) if reason else None,
+                    logprobs=tuple(
+                        TokenLogprob(token, logprob)
+                        for token, logprob in zip(token_texts.get(id(entry), ()),
+                                                  entry.log_probs or ())  # fmt: skip
+                    ),
                 )
             )
     for job, update in delivered:
         job.outbox.put_nowait(StepDeltas(deltas.get(job, []), update.finished))
+
+
+@dataclass(eq=False)
+class _Work:
+    """What one step brought one choice."""
+
+    job: BatchJob
+    choice: _Choice
+    token_ids: list[int] = field(default_factory=list)
+    reason: str | None = None
+    log_probs: list[float] | None = None
+
+
+def _decode_tokens(work: list[_Work], decode_many: DecodeMany) -> dict[int, list[str]]:
+    """Each token on its own, for the logprobs of the choices that asked for them."""
+    windows = [[token] for entry in work for token in entry.token_ids]
+    texts = decode_many(windows) if windows else []
+    by_entry: dict[int, list[str]] = {}
+    start = 0
+    for entry in work:
+        by_entry[id(entry)] = texts[start : start + len(entry.token_ids)]
+        start += len(entry.token_ids)
+    return by_entry
 
 
 def coalesce(deltas: list[GenerationDelta]) -> list[GenerationDelta]:
@@ -102,5 +144,6 @@ def coalesce(deltas: list[GenerationDelta]) -> list[GenerationDelta]:
             prompt_tokens=delta.prompt_tokens,
             completion_tokens=delta.completion_tokens,
             finish_reason=delta.finish_reason or previous.finish_reason,
+            logprobs=previous.logprobs + delta.logprobs,
         )
     return list(merged.values())

@@ -236,6 +236,9 @@ class OpenVINORunner(Runner):
         if sampling.min_tokens is not None:
             config.min_new_tokens = sampling.min_tokens
         config.ignore_eos = sampling.ignore_eos
+        if sampling.logprobs:
+            # The sampled token's log probability; OpenVINO GenAI gives no alternatives.
+            config.logprobs = 1
         if sampling.json_schema is not None:
             config.structured_output_config = self._genai.StructuredOutputConfig(
                 json_schema=sampling.json_schema
@@ -264,7 +267,7 @@ class OpenVINORunner(Runner):
         job = None
         finished = False
         try:
-            job = self._loop.submit(prompt, config, RequestChoices(prompt_tokens))
+            job = self._loop.submit(prompt, config, RequestChoices(prompt_tokens, sampling.n))
             while not finished:
                 items = [await job.outbox.get()]
                 while not job.outbox.empty():

@@ -37,6 +37,7 @@ class SequenceOutput:
     sequence_id: int
     token_ids: list[int]
     finish_reason: str | None  # "stop" / "length" once that sequence has finished
+    log_probs: list[float] | None = None  # one per token, when the request asked for them
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,7 @@ class BatchJob:
     context: Any = None
     outbox: asyncio.Queue[Any] = field(default_factory=asyncio.Queue)
     handle: Any = None  # owned by the stepping thread
+    wants_log_probs: bool = False
     submitted_at: float = field(default_factory=time.monotonic)
 
 
@@ -125,6 +127,7 @@ class SteppingLoop:
         if self.failure is not None:
             raise self.failure
         job = BatchJob(next(self._ids), prompt, config, asyncio.get_running_loop(), context)
+        job.wants_log_probs = bool(getattr(config, "logprobs", 0))
         self._commands.put(job)
         return job
 
@@ -207,6 +210,7 @@ class SteppingLoop:
                             sequence_id,
                             list(output.generated_ids),
                             self._finish_reason_of(output),
+                            list(output.generated_log_probs) if job.wants_log_probs else None,
                         )
                     )
             if outputs:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 
 from ovrunner.errors import InvalidRequestError, InvalidValueError
+
+log = logging.getLogger(__name__)
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -22,9 +25,14 @@ async def parse_body(request: Request, model: type[M]) -> M:
     if not isinstance(data, dict):
         raise InvalidRequestError("the request body must be a JSON object")
     try:
-        return model.model_validate(data)
+        parsed = model.model_validate(data)
     except ValidationError as exc:
         raise _to_error(exc) from None
+    if parsed.model_extra:
+        # Field names only, never values: a value could be part of a prompt.
+        names = sorted(name[:40] for name in parsed.model_extra)[:10]
+        log.debug("ignoring unknown fields on %s: %s", request.url.path, names)
+    return parsed
 
 
 def _to_error(exc: ValidationError) -> InvalidRequestError:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from contextlib import aclosing
-from dataclasses import dataclass
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -23,22 +22,18 @@ from ovrunner.lifecycle import Lifecycle
 from ovrunner.protocol.openai import (
     ChatCompletion,
     ChatCompletionChoice,
-    ChatCompletionChunk,
-    ChatCompletionChunkChoice,
     ChatCompletionMessage,
     ChatCompletionRequest,
-    ChoiceDelta,
     Completion,
     CompletionChoice,
     CompletionRequest,
-    ContentChunkTemplate,
     Model,
     ModelList,
     ResponseFormat,
-    Usage,
     new_id,
     now,
 )
+from ovrunner.routes import answers
 from ovrunner.routes.body import parse_body
 from ovrunner.store import ModelStore
 from ovrunner.streaming import sse_response
@@ -81,12 +76,11 @@ def _model_object(request: Request, model: ModelRef) -> Model:
 
 
 def _sampling(
-    body: ChatCompletionRequest | CompletionRequest, response_format: ResponseFormat | None = None
+    body: ChatCompletionRequest | CompletionRequest,
+    *,
+    logprobs: bool,
+    response_format: ResponseFormat | None = None,
 ) -> SamplingParams:
-    if body.logprobs:
-        raise UnsupportedParameterError(
-            "logprobs are not supported by this engine yet", param="logprobs"
-        )
     return SamplingParams(
         max_tokens=body.token_limit,
         temperature=body.temperature,
@@ -102,6 +96,7 @@ def _sampling(
         min_tokens=body.min_tokens,
         ignore_eos=body.ignore_eos,
         json_schema=_json_schema(response_format),
+        logprobs=logprobs,
     )
 
 
@@ -138,21 +133,33 @@ async def _start(runner: Runner, request: GenerationRequest) -> AsyncIterator[Ge
 
 async def create_chat_completion(request: Request) -> Response:
     body = await parse_body(request, ChatCompletionRequest)
+    if body.top_logprobs:
+        raise UnsupportedParameterError(
+            "top_logprobs > 0 is not supported: this engine reports only the sampled token's "
+            "log probability",
+            param="top_logprobs",
+        )
     lifecycle: Lifecycle = request.app.state.lifecycle
     runner = await lifecycle.runner_for(body.model, engine=request.path_params.get("engine"))
-    messages = [{"role": m.role, "content": m.text()} for m in body.messages]
+    messages = [m.for_template() for m in body.messages]
     generation = GenerationRequest(
-        messages=messages, sampling=_sampling(body, body.response_format)
+        messages=messages,
+        sampling=_sampling(body, logprobs=bool(body.logprobs),
+                           response_format=body.response_format),  # fmt: skip
     )
     deltas = await _start(runner, generation)
     completion_id, created = new_id("chatcmpl"), now()
     if body.stream:
-        return sse_response(_chat_chunks(body, deltas, completion_id, created))
-    result = await _collect(deltas, body.n)
+        return sse_response(answers.chat_chunks(body, deltas, completion_id, created))
+    result = await answers.unless_disconnected(request, answers.collect(deltas, body.n))
     choices = [
-        ChatCompletionChoice(index=i, message=ChatCompletionMessage(content=text),
-                             finish_reason=result.finish[i])  # fmt: skip
-        for i, text in enumerate(result.texts)
+        ChatCompletionChoice(
+            index=i,
+            message=ChatCompletionMessage(content=choice.text),
+            finish_reason=choice.finish_reason,
+            logprobs=answers.chat_logprobs(choice.logprobs) if body.logprobs else None,
+        )
+        for i, choice in enumerate(result.choices)
     ]
     return _json(ChatCompletion(id=completion_id, created=created, model=body.model,
                                 choices=choices, usage=result.usage))  # fmt: skip
@@ -164,104 +171,34 @@ async def create_completion(request: Request) -> Response:
         raise UnsupportedParameterError(
             "echo and suffix are not supported", param="echo" if body.echo else "suffix"
         )
+    if body.logprobs:
+        raise UnsupportedParameterError(
+            "logprobs > 0 is not supported: this engine reports only the sampled token's "
+            "log probability (send logprobs: 0)",
+            param="logprobs",
+        )
     lifecycle: Lifecycle = request.app.state.lifecycle
     runner = await lifecycle.runner_for(body.model, engine=request.path_params.get("engine"))
-    generation = GenerationRequest(prompt=body.prompt, sampling=_sampling(body))
+    generation = GenerationRequest(
+        prompt=body.prompt, sampling=_sampling(body, logprobs=body.logprobs is not None)
+    )
     deltas = await _start(runner, generation)
     completion_id, created = new_id("cmpl"), now()
     if body.stream:
-        return sse_response(_completion_chunks(body, deltas, completion_id, created))
-    result = await _collect(deltas, body.n)
+        return sse_response(answers.completion_chunks(body, deltas, completion_id, created))
+    result = await answers.unless_disconnected(request, answers.collect(deltas, body.n))
     choices = [
-        CompletionChoice(index=i, text=text, finish_reason=result.finish[i])
-        for i, text in enumerate(result.texts)
+        CompletionChoice(
+            index=i,
+            text=choice.text,
+            finish_reason=choice.finish_reason,
+            logprobs=(answers.completion_logprobs(choice.logprobs)
+                      if body.logprobs is not None else None),  # fmt: skip
+        )
+        for i, choice in enumerate(result.choices)
     ]
     return _json(Completion(id=completion_id, created=created, model=body.model,
                             choices=choices, usage=result.usage))  # fmt: skip
-
-
-@dataclass
-class _Collected:
-    texts: list[str]
-    finish: list[str | None]
-    usage: Usage
-
-
-async def _collect(deltas: AsyncIterator[GenerationDelta], n: int) -> _Collected:
-    """A whole non-streamed answer: the text and finish reason of each of `n` choices."""
-    parts: list[list[str]] = [[] for _ in range(n)]
-    finish: list[str | None] = [None] * n
-    tally = _UsageTally()
-    async with aclosing(deltas):
-        async for delta in deltas:
-            parts[tally.add(delta).index].append(delta.text)
-            if delta.finish_reason is not None:
-                finish[delta.index] = delta.finish_reason.value
-    return _Collected(["".join(p) for p in parts], finish, tally.usage())
-
-
-async def _completion_chunks(
-    body: CompletionRequest,
-    deltas: AsyncIterator[GenerationDelta],
-    completion_id: str,
-    created: int,
-) -> AsyncIterator[Completion]:
-    tally = _UsageTally()
-    async with aclosing(deltas):
-        async for delta in deltas:
-            tally.add(delta)
-            finish_reason = delta.finish_reason.value if delta.finish_reason else None
-            choice = CompletionChoice(index=delta.index, text=delta.text, finish_reason=finish_reason)
-            yield Completion(id=completion_id, created=created, model=body.model, choices=[choice])
-    if body.include_usage:
-        yield Completion(id=completion_id, created=created, model=body.model, choices=[],
-                         usage=tally.usage())  # fmt: skip
-
-
-async def _chat_chunks(
-    body: ChatCompletionRequest,
-    deltas: AsyncIterator[GenerationDelta],
-    completion_id: str,
-    created: int,
-) -> AsyncIterator[ChatCompletionChunk | str]:
-    def chunk(choices: list[ChatCompletionChunkChoice], usage: Usage | None = None):
-        return ChatCompletionChunk(
-            id=completion_id, created=created, model=body.model, choices=choices, usage=usage
-        )
-
-    yield chunk(
-        [
-            ChatCompletionChunkChoice(index=i, delta=ChoiceDelta(role="assistant", content=""))
-            for i in range(body.n)
-        ]
-    )
-    template = ContentChunkTemplate(completion_id, created, body.model)
-    tally = _UsageTally()
-    async with aclosing(deltas):
-        async for delta in deltas:
-            tally.add(delta)
-            finish_reason = delta.finish_reason.value if delta.finish_reason else None
-            yield template.render(delta.index, delta.text, finish_reason)
-    if body.include_usage:
-        yield chunk([], tally.usage())
-
-
-class _UsageTally:
-    """Token usage of a request, from the running counts its deltas carry."""
-
-    def __init__(self) -> None:
-        self._prompt_tokens = 0
-        self._completion_tokens: dict[int, int] = {}
-
-    def add(self, delta: GenerationDelta) -> GenerationDelta:
-        self._prompt_tokens = delta.prompt_tokens
-        self._completion_tokens[delta.index] = delta.completion_tokens
-        return delta
-
-    def usage(self) -> Usage:
-        completion = sum(self._completion_tokens.values())
-        return Usage(prompt_tokens=self._prompt_tokens, completion_tokens=completion,
-                     total_tokens=self._prompt_tokens + completion)  # fmt: skip
 
 
 def routes() -> list[BaseRoute]:

@@ -1,0 +1,188 @@
+"""From engine deltas to OpenAI answers: whole responses, stream chunks, usage and logprobs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable
+from contextlib import aclosing
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from starlette.requests import Request
+
+from ovrunner.engines.base import GenerationDelta, TokenLogprob
+from ovrunner.errors import ClientDisconnectedError
+from ovrunner.protocol.openai import (
+    ChatCompletionChunk,
+    ChatCompletionChunkChoice,
+    ChatCompletionRequest,
+    ChatCompletionTokenLogprob,
+    ChoiceDelta,
+    ChoiceLogprobs,
+    Completion,
+    CompletionChoice,
+    CompletionLogprobs,
+    CompletionRequest,
+    ContentChunkTemplate,
+    Usage,
+)
+
+T = TypeVar("T")
+
+
+class UsageTally:
+    """Token usage of a request, from the running counts its deltas carry."""
+
+    def __init__(self) -> None:
+        self._prompt_tokens = 0
+        self._completion_tokens: dict[int, int] = {}
+
+    def add(self, delta: GenerationDelta) -> GenerationDelta:
+        self._prompt_tokens = delta.prompt_tokens
+        self._completion_tokens[delta.index] = delta.completion_tokens
+        return delta
+
+    def usage(self) -> Usage:
+        completion = sum(self._completion_tokens.values())
+        return Usage(prompt_tokens=self._prompt_tokens, completion_tokens=completion,
+                     total_tokens=self._prompt_tokens + completion)  # fmt: skip
+
+
+@dataclass
+class CollectedChoice:
+    parts: list[str] = field(default_factory=list)
+    finish_reason: str | None = None
+    logprobs: list[TokenLogprob] = field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+
+@dataclass
+class Collected:
+    choices: list[CollectedChoice]
+    usage: Usage
+
+
+async def collect(deltas: AsyncIterator[GenerationDelta], n: int) -> Collected:
+    """A whole non-streamed answer: the text, finish reason and logprobs of each choice."""
+    choices = [CollectedChoice() for _ in range(n)]
+    tally = UsageTally()
+    async with aclosing(deltas):
+        async for delta in deltas:
+            choice = choices[tally.add(delta).index]
+            choice.parts.append(delta.text)
+            choice.logprobs.extend(delta.logprobs)
+            if delta.finish_reason is not None:
+                choice.finish_reason = delta.finish_reason.value
+    return Collected(choices, tally.usage())
+
+
+async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
+    """Await `work`, cancelling it as soon as the client hangs up.
+
+    A non-streamed answer sends nothing until it is complete, so without this a client that
+    gave up would keep its generation running (and its batch slot taken) to the end.
+    """
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+    if not task.done():
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        raise ClientDisconnectedError("the client closed the connection")
+    return task.result()
+
+
+async def _disconnected(request: Request) -> None:
+    # The body has been read, so the next ASGI message can only be the disconnect.
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+def chat_logprobs(logprobs: list[TokenLogprob] | tuple[TokenLogprob, ...]) -> ChoiceLogprobs:
+    return ChoiceLogprobs(
+        content=[
+            ChatCompletionTokenLogprob(
+                token=t.token, logprob=t.logprob, bytes=list(t.token.encode())
+            )
+            for t in logprobs
+        ]
+    )
+
+
+def completion_logprobs(
+    logprobs: list[TokenLogprob] | tuple[TokenLogprob, ...], offset: int = 0
+) -> CompletionLogprobs:
+    offsets = []
+    for t in logprobs:
+        offsets.append(offset)
+        offset += len(t.token)
+    return CompletionLogprobs(
+        tokens=[t.token for t in logprobs],
+        token_logprobs=[t.logprob for t in logprobs],
+        text_offset=offsets,
+    )
+
+
+async def completion_chunks(
+    body: CompletionRequest,
+    deltas: AsyncIterator[GenerationDelta],
+    completion_id: str,
+    created: int,
+) -> AsyncIterator[Completion]:
+    tally = UsageTally()
+    offsets: dict[int, int] = {}
+    async with aclosing(deltas):
+        async for delta in deltas:
+            tally.add(delta)
+            logprobs = None
+            if body.logprobs is not None:
+                logprobs = completion_logprobs(delta.logprobs, offsets.get(delta.index, 0))
+                offsets[delta.index] = offsets.get(delta.index, 0) + len(delta.text)
+            finish_reason = delta.finish_reason.value if delta.finish_reason else None
+            choice = CompletionChoice(index=delta.index, text=delta.text,
+                                      finish_reason=finish_reason, logprobs=logprobs)  # fmt: skip
+            yield Completion(id=completion_id, created=created, model=body.model, choices=[choice])
+    if body.include_usage:
+        yield Completion(id=completion_id, created=created, model=body.model, choices=[],
+                         usage=tally.usage())  # fmt: skip
+
+
+async def chat_chunks(
+    body: ChatCompletionRequest,
+    deltas: AsyncIterator[GenerationDelta],
+    completion_id: str,
+    created: int,
+) -> AsyncIterator[ChatCompletionChunk | str]:
+    def chunk(choices: list[ChatCompletionChunkChoice], usage: Usage | None = None):
+        return ChatCompletionChunk(
+            id=completion_id, created=created, model=body.model, choices=choices, usage=usage
+        )
+
+    yield chunk(
+        [
+            ChatCompletionChunkChoice(index=i, delta=ChoiceDelta(role="assistant", content=""))
+            for i in range(body.n)
+        ]
+    )
+    template = ContentChunkTemplate(completion_id, created, body.model)
+    tally = UsageTally()
+    async with aclosing(deltas):
+        async for delta in deltas:
+            tally.add(delta)
+            finish_reason = delta.finish_reason.value if delta.finish_reason else None
+            if body.logprobs:
+                yield chunk([ChatCompletionChunkChoice(
+                    index=delta.index, delta=ChoiceDelta(content=delta.text or None),
+                    finish_reason=finish_reason, logprobs=chat_logprobs(delta.logprobs))])  # fmt: skip
+            else:
+                yield template.render(delta.index, delta.text, finish_reason)
+    if body.include_usage:
+        yield chunk([], tally.usage())
