@@ -13,22 +13,32 @@ from starlette.responses import JSONResponse
 
 from ovrunner.engines.base import LoadConfig
 from ovrunner.engines.openvino import OpenVINOEngine
+from ovrunner.engines.openvino_npu import NpuLimits, OpenVINONpuEngine
 from ovrunner.engines.registry import EngineRegistry
 from ovrunner.errors import MethodNotAllowedError, NotFoundError, OvrunnerError
 from ovrunner.lifecycle import Lifecycle
-from ovrunner.routes import openai, ops
+from ovrunner.jobs import JobPresets
+from ovrunner.routes import openai, ops, worker
 from ovrunner.settings import Settings
 from ovrunner.store import ModelStore
 
 log = logging.getLogger(__name__)
 
 
-def default_registry() -> EngineRegistry:
-    return EngineRegistry([OpenVINOEngine()])
+def default_registry(settings: Settings) -> EngineRegistry:
+    npu = OpenVINONpuEngine(
+        settings.npu_model or settings.model,
+        device=settings.npu_device,
+        limits=NpuLimits(
+            max_prompt_len=settings.npu_max_prompt_len,
+            min_response_len=settings.npu_min_response_len,
+        ),
+    )
+    return EngineRegistry([OpenVINOEngine(), npu])
 
 
 def create_app(settings: Settings, registry: EngineRegistry | None = None) -> Starlette:
-    registry = registry or default_registry()
+    registry = registry or default_registry(settings)
     store = ModelStore(settings.store_dir)
     load_config = LoadConfig(
         device=settings.device,
@@ -50,7 +60,7 @@ def create_app(settings: Settings, registry: EngineRegistry | None = None) -> St
             await lifecycle.close()
 
     app = Starlette(
-        routes=[*openai.routes(), *ops.routes()],
+        routes=[*openai.routes(), *worker.routes(), *ops.routes()],
         exception_handlers={
             OvrunnerError: _ovrunner_error,
             HTTPException: _http_error,
@@ -62,6 +72,7 @@ def create_app(settings: Settings, registry: EngineRegistry | None = None) -> St
     app.state.registry = registry
     app.state.store = store
     app.state.lifecycle = lifecycle
+    app.state.jobs = JobPresets.load(settings.jobs_file)
     return app
 
 

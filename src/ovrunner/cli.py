@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import sys
 from contextlib import aclosing
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ovrunner.errors import OvrunnerError
 from ovrunner.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    import httpx
 
 
 def _settings_flags(parser: argparse.ArgumentParser) -> None:
@@ -20,6 +25,9 @@ def _settings_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kv-cache-gb", type=int, help="KV cache per runner in GB")
     parser.add_argument("--max-queue", type=int, help="requests admitted per runner")
     parser.add_argument("--log-level", help="logging level (OVRUNNER_LOG_LEVEL)")
+    parser.add_argument("--jobs-file", type=Path, help="extra worker job presets (TOML)")
+    parser.add_argument("--npu-model", help="the model the openvino-npu engine serves")
+    parser.add_argument("--npu-device", help="device of the openvino-npu engine (NPU)")
 
 
 def _settings(args: argparse.Namespace, **extra: object) -> Settings:
@@ -29,6 +37,9 @@ def _settings(args: argparse.Namespace, **extra: object) -> Settings:
         "kv_cache_gb": args.kv_cache_gb,
         "max_queue": args.max_queue,
         "log_level": args.log_level,
+        "jobs_file": args.jobs_file,
+        "npu_model": args.npu_model,
+        "npu_device": args.npu_device,
         **extra,
     }
     return load_settings(args.config, **flags)
@@ -84,6 +95,47 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _job(args: argparse.Namespace) -> int:
+    """Run one worker job and print the worker response; exit 0 only when the job
+    succeeded and its busy counter moved."""
+    import httpx
+
+    payload: dict[str, object] = {"job": args.job, "input": args.input}
+    if args.max_new_tokens is not None:
+        payload["max_new_tokens"] = args.max_new_tokens
+    if args.url:
+        try:
+            response = httpx.post(f"{args.url.rstrip('/')}{JOB_PATH}", json=payload, timeout=600)
+        except httpx.HTTPError as exc:
+            print(f"ovrunner: cannot reach {args.url}: {exc}", file=sys.stderr)
+            return 1
+    else:
+        response = asyncio.run(_job_in_process(_settings(args), payload))
+    body = response.json()
+    print(json.dumps(body, indent=2, ensure_ascii=False))
+    if response.status_code == 400:
+        return 2
+    return 0 if response.status_code == 200 and body.get("busy_delta_us", 0) > 0 else 1
+
+
+JOB_PATH = "/exp/v1/worker/generate"
+
+
+async def _job_in_process(settings: Settings, payload: dict[str, object]) -> httpx.Response:
+    """The same route a server would run, through the ASGI app in this process."""
+    import httpx
+
+    from ovrunner.app import create_app
+
+    app = create_app(settings)
+    transport = httpx.ASGITransport(app=app)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://ovrunner") as client:
+            return await client.post(JOB_PATH, json=payload, timeout=None)
+    finally:
+        await app.state.lifecycle.close()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ovrunner", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -104,6 +156,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--temperature", type=float)
     _settings_flags(run)
     run.set_defaults(handler=_run)
+
+    job = commands.add_parser("job", help="run one bounded worker job and print its JSON")
+    job.add_argument("--job", required=True, help="title, summary, notification, memory_candidate")
+    job.add_argument("--input", required=True, help="the text the job works on")
+    job.add_argument("--max-new-tokens", type=int)
+    job.add_argument("--url", help="send the job to a running server instead")
+    _settings_flags(job)
+    job.set_defaults(handler=_job)
     return parser
 
 

@@ -50,6 +50,12 @@ class ContextLengthExceededError(InvalidRequestError):
     code = "context_length_exceeded"
 
 
+class PromptTooLongError(InvalidRequestError):
+    """The prompt exceeds an engine's fixed prompt cap (the NPU's MAX_PROMPT_LEN)."""
+
+    code = "prompt_too_long"
+
+
 class UnsupportedParameterError(InvalidRequestError):
     code = "unsupported_parameter"
 
@@ -129,6 +135,15 @@ class EngineUnavailableError(OvrunnerError):
 class ModelLoadFailedError(OvrunnerError):
     status_code = 503
     code = "model_load_failed"
+    retryable = False
+
+
+class BusyCounterNotMovedError(OvrunnerError):
+    """A worker generation finished but its device's busy counter did not move: the work
+    did not run where it claims. Retrying does not change where it runs."""
+
+    status_code = 503
+    code = "busy_counter_not_moved"
     retryable = False
 
 

@@ -28,6 +28,7 @@ class RunnerState(StrEnum):
 @dataclass
 class RunnerSlot:
     model: ModelRef
+    engine: str
     state: RunnerState = RunnerState.LOADING
     since: float = field(default_factory=time.time)
     load_ms: float | None = None
@@ -49,30 +50,33 @@ class Lifecycle:
         self._registry = registry
         self._load_config = load_config
         self._only_model = only_model
-        self._slots: dict[str, RunnerSlot] = {}
+        self._slots: dict[tuple[str, str], RunnerSlot] = {}  # by (engine, model id)
         self.initial_load_ms: float | None = None
 
-    def resolve(self, model_id: str, *, engine: str | None = None) -> ModelRef:
-        """The stored model, refused with 421 when this runner or engine does not serve it."""
+    def resolve(self, model_id: str, *, engine: str | None = None) -> tuple[ModelRef, str]:
+        """The stored model and the engine to run it on; 421 when this runner, or the
+        engine the request is pinned to, does not serve it."""
         model = self._store.get(model_id)
         if self._only_model is not None and model_id != self._only_model:
             raise ModelNotServedError(
                 f"this runner serves only {self._only_model!r}, not {model_id!r}", param="model"
             )
-        if engine is not None:
-            self._registry.get(engine)
-            if model.engine != engine:
-                raise ModelNotServedError(
-                    f"the model {model_id!r} runs on engine {model.engine!r}, not {engine!r}",
-                    param="model",
-                )
-        return model
+        engine_name = engine or model.engine
+        if not self._registry.get(engine_name).serves(model):
+            raise ModelNotServedError(
+                f"the engine {engine_name!r} does not serve the model {model_id!r}",
+                param="model",
+            )
+        return model, engine_name
 
     async def runner_for(self, model_id: str, *, engine: str | None = None) -> Runner:
-        model = self.resolve(model_id, engine=engine)
-        slot = self._slots.get(model.id)
+        """The model's runner on `engine` (the model's own engine by default), loading it
+        first if needed; concurrent callers wait for the same load."""
+        model, engine_name = self.resolve(model_id, engine=engine)
+        key = (engine_name, model.id)
+        slot = self._slots.get(key)
         if slot is None or slot.error is not None:
-            slot = self._slots[model.id] = RunnerSlot(model)
+            slot = self._slots[key] = RunnerSlot(model, engine_name)
             asyncio.create_task(self._load(slot))
         await slot.ready.wait()
         if slot.error is not None:
@@ -81,14 +85,14 @@ class Lifecycle:
         return slot.runner
 
     async def _load(self, slot: RunnerSlot) -> None:
-        engine = self._registry.get(slot.model.engine)
+        engine = self._registry.get(slot.engine)
         started = time.perf_counter()
         try:
             slot.runner = await asyncio.to_thread(engine.load, slot.model, self._load_config)
         except Exception as exc:
             log.error("loading %s failed: %s", slot.model.id, exc)
             slot.error = exc
-            self._slots.pop(slot.model.id, None)
+            self._slots.pop((slot.engine, slot.model.id), None)
         else:
             slot.load_ms = (time.perf_counter() - started) * 1000
             if self.initial_load_ms is None:
@@ -103,8 +107,10 @@ class Lifecycle:
         return list(self._slots.values())
 
     def is_loaded(self, model_id: str) -> bool:
-        slot = self._slots.get(model_id)
-        return slot is not None and slot.state is RunnerState.READY
+        return any(
+            slot.model.id == model_id and slot.state is RunnerState.READY
+            for slot in self._slots.values()
+        )
 
     async def close(self) -> None:
         slots, self._slots = list(self._slots.values()), {}

@@ -45,6 +45,26 @@ class Settings(BaseSettings):
         64, ge=1, description="Requests admitted per runner (running plus waiting)."
     )
     log_level: str = Field("info", description="Logging level.")
+    # The bounded NPU engine and the worker jobs.
+    npu_model: str | None = Field(
+        None, description="The one model the `openvino-npu` engine serves; `model` if unset."
+    )
+    npu_device: str = Field(
+        "NPU", description="Device of the `openvino-npu` engine (CPU runs it anywhere)."
+    )
+    npu_max_prompt_len: int = Field(
+        1024, ge=16, description="Prompt cap of the `openvino-npu` engine, in tokens."
+    )
+    npu_min_response_len: int = Field(
+        64, ge=1, description="MIN_RESPONSE_LEN compiled into the NPU pipeline."
+    )
+    npu_busy_path: Path = Field(
+        Path("/sys/class/accel/accel0/device/npu_busy_time_us"),
+        description="The NPU busy-time counter in sysfs.",
+    )
+    jobs_file: Path | None = Field(
+        None, description="A TOML file of worker job presets, added to the built-in ones."
+    )
 
     @property
     def compile_cache_dir(self) -> Path:

@@ -10,12 +10,15 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+import shutil
+import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ovrunner.engines.base import ModelFormat, ModelRef
-from ovrunner.errors import InvalidValueError, ModelNotFoundError
+from ovrunner.errors import InvalidRequestError, InvalidValueError, ModelNotFoundError
 
 MANIFEST = "manifest.json"
 _MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?$")
@@ -47,6 +50,8 @@ class Manifest:
     source: str
     file: str  # the model file or directory, relative to the model's store directory
     created: int
+    size_bytes: int = 0
+    context_window: int | None = None
 
     def ref(self, directory: Path) -> ModelRef:
         return ModelRef(self.id, directory / self.file, ModelFormat(self.format), self.engine)
@@ -85,6 +90,60 @@ class ModelStore:
         available = {i for i, m in EMBEDDED.items() if importlib.util.find_spec(m.package)}
         return sorted(stored | available)
 
+    def manifest(self, model_id: str) -> Manifest:
+        self.get(model_id)  # registers the embedded model; 404 for unknown ids
+        return _read_manifest(self._dir(model_id) / MANIFEST)
+
+    def remove(self, model_id: str) -> None:
+        """Delete a stored model and its files (for the embedded model: its link and IR)."""
+        self.get(model_id)
+        shutil.rmtree(self._dir(model_id))
+
+    def add(
+        self,
+        path: Path,
+        model_id: str,
+        *,
+        engine: str,
+        source: str,
+        context_window: Callable[[ModelRef], int],
+    ) -> ModelRef:
+        """Copy a GGUF file or an OpenVINO IR directory into the store as `model_id`.
+
+        The copy is staged in the store and renamed into place, so a failed import leaves
+        nothing behind; `context_window` reads the model's own files and refuses what it
+        cannot read.
+        """
+        target = self._dir(model_id)
+        if target.exists():
+            raise InvalidRequestError(f"the model {model_id!r} already exists", param="name")
+        model_format = detect_format(path)
+        self.models_dir.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".import-", dir=self.models_dir))
+        try:
+            if model_format is ModelFormat.GGUF:
+                file = "model.gguf"
+                shutil.copyfile(path, staging / file)
+            else:
+                file = "model"
+                shutil.copytree(path, staging / file)
+            ref = ModelRef(model_id, staging / file, model_format, engine)
+            manifest = Manifest(
+                id=model_id,
+                engine=engine,
+                format=model_format.value,
+                source=source,
+                file=file,
+                created=int(time.time()),
+                size_bytes=disk_size(staging / file),
+                context_window=context_window(ref),
+            )
+            (staging / MANIFEST).write_text(json.dumps(asdict(manifest), indent=2))
+            staging.rename(target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return manifest.ref(target)
+
     def created(self, model_id: str) -> int:
         manifest_path = self._dir(model_id) / MANIFEST
         if manifest_path.is_file():
@@ -121,3 +180,26 @@ class ModelStore:
         )
         manifest_path.write_text(json.dumps(asdict(manifest), indent=2))
         return manifest.ref(directory)
+
+
+def _read_manifest(path: Path) -> Manifest:
+    return Manifest(**json.loads(path.read_text()))
+
+
+def detect_format(path: Path) -> ModelFormat:
+    """GGUF for a `.gguf` file, OpenVINO IR for a directory holding `openvino_model.xml`."""
+    if path.is_file() and path.suffix == ".gguf":
+        return ModelFormat.GGUF
+    if path.is_dir() and (path / "openvino_model.xml").is_file():
+        return ModelFormat.OPENVINO_IR
+    raise InvalidValueError(
+        f"{path} is neither a .gguf file nor an OpenVINO IR directory (openvino_model.xml)",
+        param="path",
+    )
+
+
+def disk_size(path: Path) -> int:
+    """Bytes on disk of a file or a directory tree (links followed)."""
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return path.stat().st_size if path.exists() else 0

@@ -20,6 +20,7 @@ def free_port() -> int:
 
 class ServerProcess:
     def __init__(self, store_dir: Path, *args: str, env: dict[str, str] | None = None) -> None:
+        self.store_dir = store_dir
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.log_path = store_dir / f"server-{self.port}.log"

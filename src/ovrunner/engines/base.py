@@ -141,6 +141,9 @@ class Runner(abc.ABC):
     model_id: str
     engine_name: str
     device: str
+    # Whether `SamplingParams.json_schema` is enforced; when it is not, a request that sets
+    # it is refused rather than answered unconstrained.
+    structured_output: bool = False
 
     @abc.abstractmethod
     def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationDelta]: ...
@@ -169,6 +172,11 @@ class Engine(abc.ABC):
 
     @abc.abstractmethod
     def status(self) -> EngineState: ...
+
+    def serves(self, model: ModelRef) -> bool:
+        """Whether this engine runs `model`; a request pinned to an engine that does not
+        serve the model it names gets 421."""
+        return model.engine == self.name
 
     @abc.abstractmethod
     def describe(self, model: ModelRef) -> ModelInfo:

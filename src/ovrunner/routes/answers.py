@@ -179,9 +179,13 @@ async def chat_chunks(
             tally.add(delta)
             finish_reason = delta.finish_reason.value if delta.finish_reason else None
             if body.logprobs:
-                yield chunk([ChatCompletionChunkChoice(
-                    index=delta.index, delta=ChoiceDelta(content=delta.text or None),
-                    finish_reason=finish_reason, logprobs=chat_logprobs(delta.logprobs))])  # fmt: skip
+                choice = ChatCompletionChunkChoice(
+                    index=delta.index,
+                    delta=ChoiceDelta(content=delta.text or None),
+                    finish_reason=finish_reason,
+                    logprobs=chat_logprobs(delta.logprobs),
+                )
+                yield chunk([choice])
             else:
                 yield template.render(delta.index, delta.text, finish_reason)
     if body.include_usage:

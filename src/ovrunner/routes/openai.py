@@ -115,6 +115,11 @@ def _json_schema(response_format: ResponseFormat | None) -> str | None:
 async def _start(runner: Runner, request: GenerationRequest) -> AsyncIterator[GenerationDelta]:
     """Start generating and wait for the first delta, so that validation, admission and
     load failures are raised here, before any response has begun, with their real status."""
+    if request.sampling.json_schema is not None and not runner.structured_output:
+        raise UnsupportedParameterError(
+            f"the engine {runner.engine_name!r} cannot enforce response_format",
+            param="response_format",
+        )
     deltas = runner.generate(request)
     try:
         first = await anext(deltas)

@@ -6,7 +6,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
+from ovrunner.busy import counter_for
 from ovrunner.engines.registry import EngineRegistry
+from ovrunner.errors import OvrunnerError
+from ovrunner.jobs import MAX_INPUT_CHARS
+from ovrunner.routes.worker import default_job_device
 from ovrunner.lifecycle import Lifecycle
 from ovrunner.settings import Settings
 from ovrunner.store import ModelStore
@@ -21,16 +25,27 @@ async def healthz(request: Request) -> JSONResponse:
     except Exception:
         model_path = None
     cache_dir = settings.compile_cache_dir
+    # The counter of the device that worker jobs run on by default.
+    device = default_job_device(settings)
+    counter = counter_for(device, settings.npu_busy_path)
+    try:
+        busy_time_us: int | None = counter.read_us()
+    except OvrunnerError:
+        busy_time_us = None
     return JSONResponse(
         {
             "ok": True,
             "model": settings.model,
             "model_path": model_path,
-            "device": settings.device,
+            "device": device,
             "cache_dir": str(cache_dir),
             "cache_exists": cache_dir.is_dir(),
             "loaded": lifecycle.is_loaded(settings.model),
             "initial_load_ms": lifecycle.initial_load_ms,
+            "busy_counter": counter.name,
+            "busy_time_us": busy_time_us,
+            "max_input_chars": MAX_INPUT_CHARS,
+            "jobs": request.app.state.jobs.names(),
             "bind": f"{settings.host}:{settings.port}",
         }
     )
@@ -54,7 +69,7 @@ async def engines_ps(request: Request) -> JSONResponse:
         runners.append(
             {
                 "model": slot.model.id,
-                "engine": slot.model.engine,
+                "engine": slot.engine,
                 "device": runner.device if runner else None,
                 "state": slot.state,
                 "since": slot.since,

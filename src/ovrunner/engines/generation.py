@@ -1,0 +1,121 @@
+"""From engine-neutral `SamplingParams` to an OpenVINO GenAI `GenerationConfig`.
+
+Shared by both OpenVINO engines, so a request means the same on CPU, GPU and NPU. The
+context check lives here too: it needs the prompt's token count and the model's window.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from ovrunner.engines.base import GenerationRequest, SamplingParams
+from ovrunner.errors import ContextLengthExceededError, EngineUnavailableError, InvalidRequestError
+
+# Sampling defaults for parameters a request leaves out, as llama.cpp's server and Ollama
+# choose them: OpenAI's own default (temperature 1, no truncation) makes small local models
+# ramble. Temperature 0 means greedy decoding.
+DEFAULT_TEMPERATURE = 0.8
+DEFAULT_TOP_K = 40
+DEFAULT_TOP_P = 0.95
+DEFAULT_MIN_P = 0.05
+
+
+def import_genai() -> Any:
+    """Import openvino_genai, turning an import failure into an engine error."""
+    try:
+        import openvino_genai
+    except ImportError as exc:  # pragma: no cover - exercised only without the wheel
+        raise EngineUnavailableError(f"openvino-genai is not installed: {exc}") from exc
+    return openvino_genai
+
+
+def check_context(sampling: SamplingParams, prompt_tokens: int, context_window: int) -> int:
+    """Room left for the completion; 400 `context_length_exceeded` when there is none."""
+    room = context_window - prompt_tokens
+    if sampling.max_tokens is not None and sampling.max_tokens > room:
+        raise ContextLengthExceededError(
+            f"This model's maximum context length is {context_window} tokens. "
+            f"However, you requested {prompt_tokens + sampling.max_tokens} tokens "
+            f"({prompt_tokens} in the prompt, {sampling.max_tokens} for the completion).",
+            param="max_tokens",
+        )
+    if room < 1:
+        raise ContextLengthExceededError(
+            f"This model's maximum context length is {context_window} tokens, "
+            f"and the prompt alone has {prompt_tokens}.",
+            param="messages",
+        )
+    return room
+
+
+def generation_config(
+    genai: Any, defaults: Any, sampling: SamplingParams, prompt_tokens: int, context_window: int
+) -> Any:
+    """The config for one request. `defaults` is the pipeline's own config (EOS ids).
+
+    With no `max_tokens` the completion may run to the end of the context window.
+    """
+    room = check_context(sampling, prompt_tokens, context_window)
+    config = genai.GenerationConfig()
+    config.eos_token_id = defaults.eos_token_id
+    config.stop_token_ids = defaults.stop_token_ids
+    # Prompts reach the pipeline as token ids, already templated where they are chat.
+    config.apply_chat_template = False
+    config.max_new_tokens = sampling.max_tokens if sampling.max_tokens is not None else room
+    temperature = DEFAULT_TEMPERATURE if sampling.temperature is None else sampling.temperature
+    if temperature > 0:
+        config.do_sample = True
+        config.temperature = temperature
+        config.top_p = DEFAULT_TOP_P if sampling.top_p is None else sampling.top_p
+        config.top_k = DEFAULT_TOP_K if sampling.top_k is None else sampling.top_k
+        config.min_p = DEFAULT_MIN_P if sampling.min_p is None else sampling.min_p
+        config.rng_seed = random.getrandbits(31) if sampling.seed is None else sampling.seed
+        config.num_return_sequences = sampling.n
+    elif sampling.n > 1:
+        raise InvalidRequestError("n > 1 needs temperature > 0", param="n")
+    if sampling.stop:
+        config.stop_strings = set(sampling.stop)
+        config.include_stop_str_in_output = False
+    if sampling.presence_penalty is not None:
+        config.presence_penalty = sampling.presence_penalty
+    if sampling.frequency_penalty is not None:
+        config.frequency_penalty = sampling.frequency_penalty
+    if sampling.repetition_penalty is not None:
+        config.repetition_penalty = sampling.repetition_penalty
+    if sampling.min_tokens is not None:
+        config.min_new_tokens = sampling.min_tokens
+    config.ignore_eos = sampling.ignore_eos
+    if sampling.logprobs:
+        # The sampled token's log probability; OpenVINO GenAI gives no alternatives.
+        config.logprobs = 1
+    if sampling.json_schema is not None:
+        config.structured_output_config = genai.StructuredOutputConfig(
+            json_schema=sampling.json_schema
+        )
+    try:
+        config.validate()
+    except Exception as exc:
+        raise InvalidRequestError(f"invalid generation parameters: {exc}") from exc
+    return config
+
+
+def render_prompt(tokenizer: Any, request: GenerationRequest) -> str:
+    """The exact text the model sees: the chat template applied once, or the raw prompt."""
+    if request.prompt is not None:
+        return request.prompt
+    try:
+        return str(
+            tokenizer.apply_chat_template(list(request.messages or []), add_generation_prompt=True)
+        )
+    except Exception as exc:
+        raise InvalidRequestError(
+            f"the model's chat template rejected these messages: {exc}", param="messages"
+        ) from exc
+
+
+def encode(tokenizer: Any, request: GenerationRequest) -> Any:
+    """Token ids for the request: a chat-templated prompt already holds its special tokens,
+    a raw prompt gets the tokenizer's own (BOS where the model wants one)."""
+    text = render_prompt(tokenizer, request)
+    return tokenizer.encode(text, add_special_tokens=request.prompt is not None).input_ids

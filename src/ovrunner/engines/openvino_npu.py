@@ -1,0 +1,287 @@
+"""The `openvino-npu` engine: a bounded, serialized `LLMPipeline` for one model.
+
+An NPU is shared with other work (speech, embeddings) and compiles a static graph for a fixed
+prompt length, so this engine is deliberately small: one configured model (any other is a
+421), one generation at a time (a lock), a hard prompt cap (a longer prompt is a 400
+`prompt_too_long`, never truncated) and a hard cap on new tokens. The device is a setting, so
+the same engine runs on CPU in tests; the NPU-only compiler properties are passed only when
+the device is an NPU.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+from typing import Any
+
+from ovrunner.engines import model_files
+from ovrunner.engines.base import (
+    Engine,
+    EngineState,
+    EngineStatus,
+    FinishReason,
+    GenerationDelta,
+    GenerationRequest,
+    LoadConfig,
+    ModelInfo,
+    ModelRef,
+    Runner,
+)
+from ovrunner.engines.detokenize import IncrementalDetokenizer
+from ovrunner.engines.generation import encode, generation_config, import_genai
+from ovrunner.engines.openvino import available_devices, open_model, require_device
+from ovrunner.errors import (
+    EngineError,
+    InvalidValueError,
+    ModelLoadFailedError,
+    PromptTooLongError,
+    QueueFullError,
+    UnsupportedParameterError,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class NpuLimits:
+    max_prompt_len: int = 1024
+    min_response_len: int = 64
+    max_new_tokens: int = 256
+
+
+def is_npu(device: str) -> bool:
+    return device.split(".")[0].upper() == "NPU"
+
+
+class OpenVINONpuEngine(Engine):
+    name = "openvino-npu"
+
+    def __init__(self, model_id: str, *, device: str = "NPU", limits: NpuLimits = NpuLimits()):
+        self.model_id = model_id
+        self.device = device
+        self.limits = limits
+
+    def install(self) -> None:
+        import_genai()
+
+    def status(self) -> EngineState:
+        try:
+            genai = import_genai()
+            devices = available_devices()
+        except Exception as exc:
+            return EngineState(EngineStatus.NOT_INSTALLED, str(exc))
+        family = self.device.split(".")[0].upper()
+        if not any(d.split(".")[0] == family for d in devices):
+            return EngineState(
+                EngineStatus.ERROR,
+                f"device {self.device} is not available on this machine "
+                f"(available: {', '.join(devices)})",
+            )
+        version = genai.__version__.split("-")[0]
+        return EngineState(
+            EngineStatus.RUNNING,
+            f"openvino-genai {version}; device {self.device}; serves {self.model_id}",
+        )
+
+    def serves(self, model: ModelRef) -> bool:
+        return model.id == self.model_id
+
+    def describe(self, model: ModelRef) -> ModelInfo:
+        return model_files.describe(model)
+
+    def load(self, model: ModelRef, config: LoadConfig) -> Runner:
+        genai = import_genai()
+        require_device(self.device)
+        info = self.describe(model)
+        properties: dict[str, Any] = {}
+        if is_npu(self.device):
+            properties.update(
+                MAX_PROMPT_LEN=self.limits.max_prompt_len,
+                MIN_RESPONSE_LEN=self.limits.min_response_len,
+                PREFILL_HINT="DYNAMIC",
+                GENERATE_HINT="FAST_COMPILE",
+            )
+        else:
+            # Elsewhere LLMPipeline would pick its continuous-batching backend, which stays
+            # "running" after a cancelled generation and refuses the next one; the stateful
+            # SDPA backend behaves like the NPU's own pipeline.
+            properties["ATTENTION_BACKEND"] = "SDPA"
+        if config.cache_dir is not None:
+            config.cache_dir.mkdir(parents=True, exist_ok=True)
+            properties["CACHE_DIR"] = str(config.cache_dir)
+
+        def construct(source: str, tokenizer: Any, props: dict[str, Any]) -> Any:
+            if tokenizer is None:
+                return genai.LLMPipeline(source, self.device, **props)
+            return genai.LLMPipeline(source, tokenizer, self.device, **props)
+
+        try:
+            pipeline = open_model(genai, model, properties, construct)
+        except Exception as exc:
+            raise ModelLoadFailedError(f"could not load model {model.id!r}: {exc}") from exc
+        return NpuRunner(model, info, pipeline, self.device, self.limits, config.max_queue)
+
+
+class _TokenStream:
+    """Token ids from the pipeline's streamer thread to the event loop. Setting `cancelled`
+    stops the generation at its next token."""
+
+    def __init__(self, genai: Any, loop: asyncio.AbstractEventLoop) -> None:
+        self.queue: asyncio.Queue[list[int]] = asyncio.Queue()
+        self.cancelled = False
+        running, cancel = genai.StreamingStatus.RUNNING, genai.StreamingStatus.CANCEL
+        stream = self
+
+        class Streamer(genai.StreamerBase):  # type: ignore[misc]
+            def write(self, token: int | list[int]) -> Any:
+                ids = list(token) if isinstance(token, list) else [int(token)]
+                loop.call_soon_threadsafe(stream.queue.put_nowait, ids)
+                return cancel if stream.cancelled else running
+
+            def end(self) -> None:
+                pass
+
+        self.streamer = Streamer()
+
+    def drain(self) -> list[int]:
+        ids: list[int] = []
+        while not self.queue.empty():
+            ids += self.queue.get_nowait()
+        return ids
+
+
+def _finish_reason(result: Any, at_limit: bool) -> FinishReason:
+    reasons = list(getattr(result, "finish_reasons", None) or [])
+    if reasons and reasons[0].name == "LENGTH":
+        return FinishReason.LENGTH
+    if reasons and reasons[0].name == "STOP":
+        return FinishReason.STOP
+    return FinishReason.LENGTH if at_limit else FinishReason.STOP
+
+
+class NpuRunner(Runner):
+    engine_name = OpenVINONpuEngine.name
+    # Structured output is enforced by the sampler on the host, whatever the device.
+    structured_output = True
+
+    def __init__(
+        self,
+        model: ModelRef,
+        info: ModelInfo,
+        pipeline: Any,
+        device: str,
+        limits: NpuLimits,
+        max_queue: int,
+    ) -> None:
+        self.model_id = model.id
+        self.model_path = model.path
+        self.device = device
+        self.context_window = info.context_window
+        self.limits = limits
+        self._genai = import_genai()
+        self._pipeline = pipeline
+        self._tokenizer = pipeline.get_tokenizer()
+        self._defaults = pipeline.get_generation_config()
+        self._lock = asyncio.Lock()  # the device runs one generation at a time
+        self._max_queue = max_queue
+        self._admitted = 0
+        self._generating = False
+
+    def _check(self, request: GenerationRequest) -> None:
+        sampling = request.sampling
+        if sampling.n > 1:
+            raise UnsupportedParameterError("this engine generates one choice at a time", param="n")
+        if sampling.logprobs:
+            raise UnsupportedParameterError(
+                "this engine does not report logprobs", param="logprobs"
+            )
+        if sampling.max_tokens is not None and sampling.max_tokens > self.limits.max_new_tokens:
+            raise InvalidValueError(
+                f"max_tokens is {sampling.max_tokens}; this engine's hard maximum is "
+                f"{self.limits.max_new_tokens}",
+                param="max_tokens",
+            )
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationDelta]:
+        self._check(request)
+        prompt = await asyncio.to_thread(encode, self._tokenizer, request)
+        prompt_tokens = int(prompt.shape[1])
+        if prompt_tokens > self.limits.max_prompt_len:
+            raise PromptTooLongError(
+                f"the prompt has {prompt_tokens} tokens; this engine's prompt cap is "
+                f"{self.limits.max_prompt_len} (prompts are never truncated)",
+                param="messages" if request.messages is not None else "prompt",
+            )
+        sampling = request.sampling
+        if sampling.max_tokens is None:
+            room = self.context_window - prompt_tokens
+            sampling = replace(sampling, max_tokens=max(1, min(self.limits.max_new_tokens, room)))
+        config = generation_config(
+            self._genai, self._defaults, sampling, prompt_tokens, self.context_window
+        )
+        if self._admitted >= self._max_queue:
+            raise QueueFullError(
+                f"model {self.model_id!r} has {self._admitted} requests running or waiting"
+            )
+        self._admitted += 1
+        try:
+            async with self._lock:
+                async for delta in self._run(prompt, prompt_tokens, config):
+                    yield delta
+        finally:
+            self._admitted -= 1
+
+    async def _run(
+        self, prompt: Any, prompt_tokens: int, config: Any
+    ) -> AsyncIterator[GenerationDelta]:
+        stream = _TokenStream(self._genai, asyncio.get_running_loop())
+        self._generating = True
+        work = asyncio.ensure_future(
+            asyncio.to_thread(self._pipeline.generate, prompt, config, stream.streamer)
+        )
+        detokenizer = IncrementalDetokenizer()
+        decode = self._decode
+        try:
+            while True:
+                getter = asyncio.ensure_future(stream.queue.get())
+                await asyncio.wait({getter, work}, return_when=asyncio.FIRST_COMPLETED)
+                if not getter.done():
+                    getter.cancel()
+                    break
+                ids = getter.result() + stream.drain()
+                text = detokenizer.push(ids, decode)
+                if text:
+                    yield GenerationDelta(0, text, prompt_tokens, detokenizer.token_count)
+            try:
+                result = await work
+            except Exception as exc:
+                raise EngineError(f"the engine failed while generating: {exc}") from exc
+            text = detokenizer.push(stream.drain(), decode, final=True)
+            generated = detokenizer.token_count
+            reason = _finish_reason(result, generated >= config.max_new_tokens)
+            yield GenerationDelta(0, text, prompt_tokens, generated, reason)
+        finally:
+            # Closing the iterator cancels at the next token; the lock is held until the
+            # pipeline has really stopped, so generations never overlap on the device.
+            stream.cancelled = True
+            with contextlib.suppress(Exception):
+                await asyncio.shield(work)
+            self._generating = False
+
+    def _decode(self, ids: list[int]) -> str:
+        return str(self._tokenizer.decode(ids, skip_special_tokens=True))
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "admitted": self._admitted,
+            "running": int(self._generating),
+            "waiting": max(0, self._admitted - int(self._generating)),
+            "max_prompt_len": self.limits.max_prompt_len,
+            "max_new_tokens": self.limits.max_new_tokens,
+        }
+
+    def close(self) -> None:
+        self._pipeline = None

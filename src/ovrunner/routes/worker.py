@@ -1,0 +1,113 @@
+"""The worker routes: bounded job presets with busy-counter verification.
+
+Served under `/exp/v1/worker/...` and, for clients of the original worker contract, under
+`/v1/worker/...`. A job whose device busy counter did not move is a 503 that still carries
+the generation, plus the error object.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from ovrunner.busy import counter_for
+from ovrunner.engines.openvino import available_devices
+from ovrunner.engines.openvino_npu import is_npu
+from ovrunner.errors import InvalidRequestError
+from ovrunner.jobs import JobPreset, JobPresets, check_bounds, run_job, verify_busy
+from ovrunner.lifecycle import Lifecycle
+from ovrunner.protocol.worker import Timing, WorkerRequest, WorkerResponse
+from ovrunner.routes.body import parse_body
+from ovrunner.settings import Settings
+
+
+def npu_present() -> bool:
+    return any(is_npu(d) for d in available_devices())
+
+
+def default_job_device(settings: Settings) -> str:
+    """The device `auto` jobs run on: the NPU engine's where an NPU is present."""
+    return settings.npu_device if npu_present() else settings.device
+
+
+def job_target(preset: JobPreset, settings: Settings) -> tuple[str, str]:
+    """The engine and model a job runs on. `auto` prefers the NPU engine where an NPU is
+    present, and otherwise runs the default model on the `openvino` engine."""
+    engine = preset.engine
+    if engine == "auto":
+        engine = "openvino-npu" if npu_present() else "openvino"
+    if preset.model is not None:
+        return engine, preset.model
+    if engine == "openvino-npu":
+        return engine, settings.npu_model or settings.model
+    return engine, settings.model
+
+
+async def _generate(request: Request, job: str | None) -> Response:
+    started = time.perf_counter()
+    body = await parse_body(request, WorkerRequest)
+    settings: Settings = request.app.state.settings
+    presets: JobPresets = request.app.state.jobs
+    lifecycle: Lifecycle = request.app.state.lifecycle
+    job = job or body.job
+    if job is None:
+        raise InvalidRequestError("missing required parameter 'job'", param="job")
+    preset = presets.get(job)
+    max_new_tokens = check_bounds(preset, body.input, body.max_new_tokens)
+    engine, model = job_target(preset, settings)
+    runner = await lifecycle.runner_for(model, engine=engine)
+    loaded = time.perf_counter()
+    counter = counter_for(runner.device, settings.npu_busy_path)
+    result = await run_job(preset, runner, body.input, max_new_tokens, counter)
+    busy = result.busy
+    npu = is_npu(runner.device)
+    response = WorkerResponse(
+        model=model,
+        device=runner.device,
+        job=preset.name,
+        text=result.text,
+        json=result.parsed,
+        timing_ms=Timing(
+            load=round((loaded - started) * 1000, 2),
+            initial_load=lifecycle.initial_load_ms,
+            generate=round(result.generate_ms, 2),
+            total=round((time.perf_counter() - started) * 1000, 2),
+        ),
+        busy_counter=busy.counter,
+        busy_delta_us=busy.delta_us,
+        busy_before_us=busy.before_us,
+        busy_after_us=busy.after_us,
+        npu_busy_delta_us=busy.delta_us if npu else None,
+        npu_busy_before_us=busy.before_us if npu else None,
+        npu_busy_after_us=busy.after_us if npu else None,
+        cache_dir=str(settings.compile_cache_dir),
+    )
+    error = verify_busy(busy)
+    if error is not None:
+        return JSONResponse({**response.body(), **error.to_body()},
+                            status_code=error.status_code, headers=error.headers())  # fmt: skip
+    return JSONResponse(response.body())
+
+
+def _handler(job: str | None) -> Callable[[Request], Awaitable[Response]]:
+    async def handler(request: Request) -> Response:
+        return await _generate(request, job)
+
+    return handler
+
+
+def routes() -> list[BaseRoute]:
+    table = [
+        ("/v1/worker/generate", None),
+        ("/v1/worker/extract-memory-candidates", "memory_candidate"),
+        ("/v1/worker/condense-notification", "notification"),
+    ]
+    return [
+        Route(prefix + path, _handler(job), methods=["POST"])
+        for prefix in ("/exp", "")
+        for path, job in table
+    ]
