@@ -16,8 +16,8 @@ from ovrunner.engines.openvino import OpenVINOEngine
 from ovrunner.engines.openvino_npu import NpuLimits, OpenVINONpuEngine
 from ovrunner.engines.registry import EngineRegistry
 from ovrunner.errors import MethodNotAllowedError, NotFoundError, OvrunnerError
-from ovrunner.lifecycle import Lifecycle
 from ovrunner.jobs import JobPresets
+from ovrunner.lifecycle import Lifecycle
 from ovrunner.routes import openai, ops, worker
 from ovrunner.settings import Settings
 from ovrunner.store import ModelStore

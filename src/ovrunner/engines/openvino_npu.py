@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -228,8 +229,9 @@ class NpuRunner(Runner):
             )
         self._admitted += 1
         try:
-            async with self._lock:
-                async for delta in self._run(prompt, prompt_tokens, config):
+            async with self._lock, aclosing(self._run(prompt, prompt_tokens, config)) as deltas:
+                # aclosing: a closed stream must stop the pipeline before the lock is freed.
+                async for delta in deltas:
                     yield delta
         finally:
             self._admitted -= 1

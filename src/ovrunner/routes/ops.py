@@ -10,8 +10,8 @@ from ovrunner.busy import counter_for
 from ovrunner.engines.registry import EngineRegistry
 from ovrunner.errors import OvrunnerError
 from ovrunner.jobs import MAX_INPUT_CHARS
-from ovrunner.routes.worker import default_job_device
 from ovrunner.lifecycle import Lifecycle
+from ovrunner.routes.worker import default_job_device
 from ovrunner.settings import Settings
 from ovrunner.store import ModelStore
 
