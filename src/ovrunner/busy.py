@@ -50,9 +50,12 @@ class NpuSysfsCounter(BusyCounter):
             ) from exc
 
 
-def counter_for(device: str, npu_busy_path: Path = NPU_BUSY_PATH) -> BusyCounter:
-    """The counter that proves work on `device`. GPUs expose no such counter here, so a GPU
-    generation is checked by the CPU time of the process that drives it."""
-    if device.split(".")[0].upper() == "NPU":
+def counter_for(
+    device: str, npu_busy_path: Path = NPU_BUSY_PATH, choice: str = "auto"
+) -> BusyCounter:
+    """The counter that proves work on `device` (or the one `choice` names: "cpu", "npu").
+    GPUs expose no such counter here, so a GPU generation is checked by the CPU time of the
+    process that drives it."""
+    if choice == "npu" or (choice == "auto" and device.split(".")[0].upper() == "NPU"):
         return NpuSysfsCounter(npu_busy_path)
     return ProcessCpuCounter()

@@ -28,6 +28,9 @@ def _settings_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jobs-file", type=Path, help="extra worker job presets (TOML)")
     parser.add_argument("--npu-model", help="the model the openvino-npu engine serves")
     parser.add_argument("--npu-device", help="device of the openvino-npu engine (NPU)")
+    parser.add_argument("--npu-busy-path", type=Path, help="the NPU busy-time file in sysfs")
+    parser.add_argument("--busy-counter", choices=["auto", "cpu", "npu"],
+                        help="counter that verifies worker jobs (auto: by device)")  # fmt: skip
 
 
 def _settings(args: argparse.Namespace, **extra: object) -> Settings:
@@ -40,6 +43,8 @@ def _settings(args: argparse.Namespace, **extra: object) -> Settings:
         "jobs_file": args.jobs_file,
         "npu_model": args.npu_model,
         "npu_device": args.npu_device,
+        "npu_busy_path": args.npu_busy_path,
+        "busy_counter": args.busy_counter,
         **extra,
     }
     return load_settings(args.config, **flags)

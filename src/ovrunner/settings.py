@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 from pydantic_settings import (
@@ -61,6 +61,11 @@ class Settings(BaseSettings):
     npu_busy_path: Path = Field(
         Path("/sys/class/accel/accel0/device/npu_busy_time_us"),
         description="The NPU busy-time counter in sysfs.",
+    )
+    busy_counter: Literal["auto", "cpu", "npu"] = Field(
+        "auto",
+        description="Counter that verifies worker jobs: `auto` follows the job's device "
+        "(NPU: sysfs, otherwise process CPU time).",
     )
     jobs_file: Path | None = Field(
         None, description="A TOML file of worker job presets, added to the built-in ones."

@@ -109,3 +109,68 @@ def test_job_cli_in_process(server: ServerProcess) -> None:
     body = json.loads(done.stdout)
     assert_worker_response(body, "notification")
     assert body["timing_ms"]["load"] > 0 and body["json"] is not None
+
+
+def test_a_counter_nobody_updates_fails_the_job(server: ServerProcess, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    frozen = tmp_path / "npu_busy_time_us"
+    frozen.write_text("1000\n")
+    done = ovrunner("job", "--job", "title", "--input", ALERT, "--store-dir", str(server.store_dir),
+                    "--busy-counter", "npu", "--npu-busy-path", str(frozen))  # fmt: skip
+    assert done.returncode == 1
+    body = json.loads(done.stdout)
+    assert body["text"] and body["npu_busy_delta_us"] == 0 and body["busy_counter"] == "npu_busy_time_us"
+    assert body["error"]["code"] == "busy_counter_not_moved"
+
+
+def test_256_new_tokens_is_the_edge(server: ServerProcess) -> None:
+    body = {"job": "summary", "input": "x" * 6000, "max_new_tokens": 256}
+    assert post(server, "/exp/v1/worker/generate", body).status_code == 200
+
+
+SYNTHETIC_ALERTS = [
+    ALERT,
+    "Backup job nightly-db finished in 42 minutes with 0 errors.",
+    "CPU temperature on node gpu-7 reached 91 C; fans at 100%.",
+    "Certificate for api.example.test expires in 3 days.",
+    "User login failed 12 times from 10.0.0.5 within one minute.",
+    "Deployment of web v2.3.1 to staging succeeded.",
+    "Memory usage of worker-3 is 99%; the OOM killer stopped process 4411.",
+    "The weekly report was emailed to 14 recipients.",
+    "Replication lag on db-replica-2 is 35 minutes and rising.",
+    "Scheduled maintenance window starts Saturday 02:00 UTC.",
+]
+SYNTHETIC_CHATS = [
+    CHAT,
+    "User: My daughter's name is Ana and she starts school in September.",
+    "User: I prefer tea over coffee. Assistant: Good to know.",
+    "User: I work night shifts on weekdays, so please don't call before noon.",
+    "User: My laptop is a 2019 ThinkPad running Fedora.",
+    "User: I'm training for a marathon in April.",
+    "User: Please remember I'm vegetarian. Assistant: Sure.",
+    "User: Our team standup is at 9:30 every morning.",
+    "User: I speak Portuguese and some German.",
+    "User: The garage code is not something you should store. Assistant: Understood.",
+]
+
+
+@pytest.mark.parametrize(
+    ("job", "text"),
+    [("notification", t) for t in SYNTHETIC_ALERTS] + [("memory_candidate", t) for t in SYNTHETIC_CHATS],
+)
+def test_json_jobs_always_validate(server: ServerProcess, job: str, text: str) -> None:
+    response = post(server, "/exp/v1/worker/generate", {"job": job, "input": text})
+    assert response.status_code == 200, response.text
+    jsonschema.validate(response.json()["json"], PRESETS.get(job).json_schema)
+
+
+def test_logs_hold_no_inputs_or_outputs(server: ServerProcess) -> None:
+    secret_in = "Zanzibar-orchid-7731 is the codename of the migration."
+    worker = post(server, "/exp/v1/worker/generate", {"job": "summary", "input": secret_in}).json()
+    chat = httpx.post(f"{server.base_url}/v1/chat/completions", timeout=60, json={
+        "model": MODEL, "messages": [{"role": "user", "content": secret_in}], "max_tokens": 24,
+    }).json()  # fmt: skip
+    outputs = [worker["text"], chat["choices"][0]["message"]["content"]]
+    log = server.log()
+    assert "POST /exp/v1/worker/generate" in log  # the access log is there
+    for text in [secret_in, "Zanzibar", *[o for o in outputs if len(o) > 12]]:
+        assert text not in log

@@ -27,7 +27,7 @@ async def healthz(request: Request) -> JSONResponse:
     cache_dir = settings.compile_cache_dir
     # The counter of the device that worker jobs run on by default.
     device = default_job_device(settings)
-    counter = counter_for(device, settings.npu_busy_path)
+    counter = counter_for(device, settings.npu_busy_path, settings.busy_counter)
     try:
         busy_time_us: int | None = counter.read_us()
     except OvrunnerError:

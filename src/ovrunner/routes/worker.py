@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from ovrunner.busy import counter_for
+from ovrunner.busy import NpuSysfsCounter, counter_for
 from ovrunner.engines.openvino import available_devices
 from ovrunner.engines.openvino_npu import is_npu
 from ovrunner.errors import InvalidRequestError
@@ -61,10 +61,10 @@ async def _generate(request: Request, job: str | None) -> Response:
     engine, model = job_target(preset, settings)
     runner = await lifecycle.runner_for(model, engine=engine)
     loaded = time.perf_counter()
-    counter = counter_for(runner.device, settings.npu_busy_path)
+    counter = counter_for(runner.device, settings.npu_busy_path, settings.busy_counter)
     result = await run_job(preset, runner, body.input, max_new_tokens, counter)
     busy = result.busy
-    npu = is_npu(runner.device)
+    npu = counter.name == NpuSysfsCounter.name
     response = WorkerResponse(
         model=model,
         device=runner.device,
