@@ -8,17 +8,20 @@ from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from ovrunner.busy import BusyCounter, NpuSysfsCounter, ProcessCpuCounter
 from ovrunner.engines.base import LoadConfig
 from ovrunner.engines.openvino import OpenVINOEngine
 from ovrunner.engines.openvino_npu import NpuLimits, OpenVINONpuEngine
 from ovrunner.engines.registry import EngineRegistry
 from ovrunner.errors import MethodNotAllowedError, NotFoundError, OvrunnerError
 from ovrunner.jobs import JobPresets
-from ovrunner.lifecycle import Lifecycle
-from ovrunner.routes import openai, ops, worker
+from ovrunner.lifecycle import Lifecycle, parse_keep_alive
+from ovrunner.metrics import AccessLog, Metrics
+from ovrunner.routes import models, openai, ops, worker
 from ovrunner.settings import Settings
 from ovrunner.store import ModelStore
 
@@ -46,9 +49,20 @@ def create_app(settings: Settings, registry: EngineRegistry | None = None) -> St
         max_queue=settings.max_queue,
         cache_dir=settings.compile_cache_dir,
     )
+    metrics = Metrics()
     lifecycle = Lifecycle(
-        store, registry, load_config, only_model=settings.model if settings.only else None
+        store,
+        registry,
+        load_config,
+        only_model=settings.model if settings.only else None,
+        keep_alive=parse_keep_alive(settings.keep_alive),
+        model_keep_alive={m: parse_keep_alive(v) for m, v in settings.model_keep_alive.items()},
+        memory_budget_bytes=(
+            None if settings.memory_budget_gb is None else int(settings.memory_budget_gb * 2**30)
+        ),
+        on_load=metrics.observe_load,
     )
+    metrics.watch(lifecycle, lambda: busy_counters(settings))
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -60,20 +74,30 @@ def create_app(settings: Settings, registry: EngineRegistry | None = None) -> St
             await lifecycle.close()
 
     app = Starlette(
-        routes=[*openai.routes(), *worker.routes(), *ops.routes()],
+        routes=[*models.routes(), *openai.routes(), *worker.routes(), *ops.routes()],
         exception_handlers={
             OvrunnerError: _ovrunner_error,
             HTTPException: _http_error,
             Exception: _unexpected_error,
         },
         lifespan=lifespan,
+        middleware=[Middleware(AccessLog, metrics=metrics)],
     )
     app.state.settings = settings
     app.state.registry = registry
     app.state.store = store
     app.state.lifecycle = lifecycle
+    app.state.metrics = metrics
     app.state.jobs = JobPresets.load(settings.jobs_file)
     return app
+
+
+def busy_counters(settings: Settings) -> list[BusyCounter]:
+    """The counters /metrics reports: the CPU's always, the NPU's where it can be read."""
+    counters: list[BusyCounter] = [ProcessCpuCounter()]
+    if settings.npu_busy_path.exists():
+        counters.append(NpuSysfsCounter(settings.npu_busy_path))
+    return counters
 
 
 def error_response(error: OvrunnerError) -> JSONResponse:

@@ -7,9 +7,10 @@ import asyncio
 import json
 import logging
 import sys
+import time
 from contextlib import aclosing
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ovrunner.errors import OvrunnerError
 from ovrunner.settings import Settings, load_settings
@@ -45,6 +46,9 @@ def _settings(args: argparse.Namespace, **extra: object) -> Settings:
         "npu_device": args.npu_device,
         "npu_busy_path": args.npu_busy_path,
         "busy_counter": args.busy_counter,
+        "hf_endpoint": getattr(args, "hf_endpoint", None),
+        "host": getattr(args, "host", None),
+        "port": getattr(args, "port", None),
         **extra,
     }
     return load_settings(args.config, **flags)
@@ -69,6 +73,8 @@ def _serve(args: argparse.Namespace) -> int:
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),
+        # ovrunner's own access log (method, path, status, duration) replaces uvicorn's.
+        access_log=False,
     )
     return 0
 
@@ -141,6 +147,119 @@ async def _job_in_process(settings: Settings, payload: dict[str, object]) -> htt
         await app.state.lifecycle.close()
 
 
+def _store(args: argparse.Namespace) -> tuple[Settings, Any, Any]:
+    from ovrunner.app import default_registry
+    from ovrunner.store import ModelStore
+
+    settings = _settings(args)
+    return settings, ModelStore(settings.store_dir), default_registry(settings)
+
+
+def _models_list(args: argparse.Namespace) -> int:
+    _, store, registry = _store(args)
+    rows = []
+    for model_id in store.list_ids():
+        engine = store.get(model_id).engine
+        reader = registry.context_window_of(engine) if engine in registry else (lambda _: 0)
+        rows.append(store.summary(model_id, reader))
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    _table(["ID", "ENGINE", "FORMAT", "SIZE", "CONTEXT", "SOURCE"],
+           [[r["id"], r["engine"], r["format"], _size(r["size_bytes"]),
+             str(r["context_window"] or "?"), r["source"]] for r in rows])  # fmt: skip
+    return 0
+
+
+def _models_import(args: argparse.Namespace) -> int:
+    _, store, registry = _store(args)
+    path = Path(args.path).expanduser()
+    model = store.add(path, args.name or path.stem, engine=args.engine, source=f"import:{path}",
+                      context_window=registry.context_window_of(args.engine))  # fmt: skip
+    print(f"imported {model.id} ({model.format.value})")
+    return 0
+
+
+def _models_pull(args: argparse.Namespace) -> int:
+    from ovrunner import hub
+
+    settings, store, registry = _store(args)
+    model = hub.pull(store, args.repo, model_id=args.name, filename=args.file,
+                     engine=args.engine, endpoint=settings.hf_endpoint, revision=args.revision,
+                     context_window=registry.context_window_of(args.engine))  # fmt: skip
+    print(f"pulled {model.id} ({model.format.value})")
+    return 0
+
+
+def _models_rm(args: argparse.Namespace) -> int:
+    _, store, _ = _store(args)
+    store.remove(args.model)
+    print(f"removed {args.model}")
+    return 0
+
+
+def _server_url(args: argparse.Namespace) -> str:
+    if args.url:
+        return str(args.url).rstrip("/")
+    settings = _settings(args)
+    return f"http://{settings.host}:{settings.port}"
+
+
+def _get(args: argparse.Namespace, path: str) -> Any:
+    import httpx
+
+    url = _server_url(args)
+    try:
+        response = httpx.get(url + path, timeout=10)
+    except httpx.HTTPError as exc:
+        raise OvrunnerError(f"no ovrunner server at {url}: {exc}") from exc
+    return response.json()
+
+
+def _ps(args: argparse.Namespace) -> int:
+    runners = _get(args, "/engines/ps")["runners"]
+    if args.json:
+        print(json.dumps(runners, indent=2))
+        return 0
+    rows = []
+    for r in runners:
+        until = "forever" if r["keep_alive_s"] is None else (
+            "in use" if r["in_use"] else time.strftime("%H:%M:%S", time.localtime(r["expires_at"]))
+            if r["expires_at"] else "-")  # fmt: skip
+        rows.append([r["model"], r["engine"], r["device"] or "-", r["state"],
+                     _size(r["memory_bytes"]), until])  # fmt: skip
+    _table(["MODEL", "ENGINE", "DEVICE", "STATE", "MEMORY", "UNTIL"], rows)
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    engines = _get(args, "/engines/status")["engines"]
+    health = _get(args, "/healthz")
+    if args.json:
+        print(json.dumps({"health": health, "engines": engines}, indent=2))
+        return 0
+    print(f"ovrunner at {health['bind']}: default model {health['model']} on {health['device']}"
+          f" ({'loaded' if health['loaded'] else 'not loaded'})")  # fmt: skip
+    _table(["ENGINE", "STATUS", "DETAIL"], [[e["name"], e["status"], e["detail"]] for e in engines])
+    return 0 if all(e["status"] == "running" for e in engines) else 3
+
+
+def _size(size: int | None) -> str:
+    if not size:
+        return "-"
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024  # type: ignore[assignment]
+    return str(size)
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(str(c)) for c in column) for column in zip(headers, *rows)]
+    for row in [headers, *rows]:
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ovrunner", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -169,6 +288,39 @@ def build_parser() -> argparse.ArgumentParser:
     job.add_argument("--url", help="send the job to a running server instead")
     _settings_flags(job)
     job.set_defaults(handler=_job)
+
+    models = commands.add_parser("models", help="the model store").add_subparsers(
+        dest="models_command", required=True
+    )
+    listing = models.add_parser("list", help="stored models with their sizes")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(handler=_models_list)
+    importing = models.add_parser("import", help="add a local GGUF file or OpenVINO IR directory")
+    importing.add_argument("path")
+    importing.add_argument("--name", help="model id (the file or directory name if unset)")
+    importing.add_argument("--engine", default="openvino")
+    importing.set_defaults(handler=_models_import)
+    pulling = models.add_parser("pull", help="download an OpenVINO model from the Hugging Face Hub")
+    pulling.add_argument("repo", help="ORG/NAME")
+    pulling.add_argument("--name", help="model id (the repository id if unset)")
+    pulling.add_argument("--file", help="one file to fetch (a .gguf) instead of the IR files")
+    pulling.add_argument("--revision")
+    pulling.add_argument("--engine", default="openvino")
+    pulling.add_argument("--hf-endpoint", help="hub endpoint or mirror (OVRUNNER_HF_ENDPOINT)")
+    pulling.set_defaults(handler=_models_pull)
+    removing = models.add_parser("rm", help="delete a stored model")
+    removing.add_argument("model")
+    removing.set_defaults(handler=_models_rm)
+    for command in (listing, importing, pulling, removing):
+        _settings_flags(command)
+
+    for name, handler, text in (("ps", _ps, "loaded runners of a running server"),
+                                ("status", _status, "engines and health of a running server")):  # fmt: skip
+        command = commands.add_parser(name, help=text)
+        command.add_argument("--url", help="server URL (from --host/--port settings if unset)")
+        command.add_argument("--json", action="store_true", help="machine-readable output")
+        _settings_flags(command)
+        command.set_defaults(handler=handler)
     return parser
 
 

@@ -82,6 +82,14 @@ class MethodNotAllowedError(OvrunnerError):
     code = "method_not_allowed"
 
 
+class BackendMismatchError(OvrunnerError):
+    """The stored model is typed for an engine or format that cannot load it."""
+
+    status_code = 409
+    type = "invalid_request_error"
+    code = "backend_mismatch"
+
+
 class RequestTooLargeError(OvrunnerError):
     status_code = 413
     type = "invalid_request_error"
@@ -124,6 +132,13 @@ class EngineError(OvrunnerError):
     code = "engine_error"
 
 
+class PullFailedError(OvrunnerError):
+    """The hub (or mirror) could not deliver the model; partial files are kept to resume."""
+
+    status_code = 502
+    code = "pull_failed"
+
+
 class EngineUnavailableError(OvrunnerError):
     """The engine is not installed or its device is absent: retrying cannot help."""
 
@@ -145,6 +160,13 @@ class BusyCounterNotMovedError(OvrunnerError):
     status_code = 503
     code = "busy_counter_not_moved"
     retryable = False
+
+
+class InsufficientMemoryError(OvrunnerError):
+    """Busy runners fill the memory budget; the load may succeed once they are idle."""
+
+    status_code = 503
+    code = "insufficient_memory"
 
 
 class EngineNotFoundError(NotFoundError):

@@ -138,6 +138,8 @@ class JobResult:
     parsed: Any  # the JSON object for JSON jobs, None when it does not parse
     generate_ms: float
     busy: BusyReading
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
 
 
 async def run_job(
@@ -157,19 +159,22 @@ async def run_job(
     request = GenerationRequest(messages=preset.messages(text), sampling=sampling)
     deltas = runner.generate(request)
     parts: list[str] = []
+    last = None
     before = counter.read_us()
     started = time.perf_counter()
     try:
         async with aclosing(deltas):
             async for delta in deltas:
                 parts.append(delta.text)
+                last = delta
     except UnsupportedParameterError as exc:
         raise InvalidRequestError(f"this job cannot run on its engine: {exc.message}") from exc
     generate_ms = (time.perf_counter() - started) * 1000
     busy = BusyReading(counter.name, before, counter.read_us())
     answer = shape_text(preset, "".join(parts))
-    return JobResult(answer, _parse_json(answer) if preset.output == "json" else None,
-                     generate_ms, busy)  # fmt: skip
+    parsed = _parse_json(answer) if preset.output == "json" else None
+    counts = (last.prompt_tokens, last.completion_tokens) if last is not None else (0, 0)
+    return JobResult(answer, parsed, generate_ms, busy, *counts)
 
 
 def shape_text(preset: JobPreset, text: str) -> str:

@@ -1,7 +1,13 @@
-"""Runner lifecycle: which models are loaded, loading them once, and unloading them.
+"""Runner lifecycle: loading, keep-alive and eviction. The only module with that policy.
 
-This is the only module with loading policy. Concurrent requests for a model that is still
-loading wait for that one load instead of starting their own.
+- A model loads on first use (or at start with `--preload`); concurrent requests for a model
+  that is loading wait for that one load. A failed load is reported to its waiters and the
+  next request tries again.
+- Work holds a `Lease` on its runner. When the last lease is released the runner's keep-alive
+  starts: `-1` keeps it forever, `0` unloads it at once, otherwise it unloads after that many
+  idle seconds.
+- Loading a model that does not fit the memory budget first unloads the least recently used
+  idle runners; if busy runners alone fill the budget, the load is refused with a 503.
 """
 
 from __future__ import annotations
@@ -9,15 +15,43 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
 from ovrunner.engines.base import LoadConfig, ModelRef, Runner
 from ovrunner.engines.registry import EngineRegistry
-from ovrunner.errors import ModelNotServedError
+from ovrunner.errors import (
+    BackendMismatchError,
+    InsufficientMemoryError,
+    InvalidValueError,
+    ModelNotServedError,
+)
 from ovrunner.store import ModelStore
 
 log = logging.getLogger(__name__)
+
+FOREVER = -1.0
+
+
+def parse_keep_alive(value: str | int | float) -> float:
+    """Seconds from a keep-alive as Ollama spells it: a number of seconds, or a duration such
+    as "30s", "5m", "1h"; any negative value means forever."""
+    if isinstance(value, bool):
+        raise InvalidValueError("keep_alive must be a duration", param="keep_alive")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        text = value.strip().lower()
+        units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+        unit = next((u for u in ("ms", "s", "m", "h") if text.endswith(u)), "")
+        try:
+            seconds = float(text[: len(text) - len(unit)]) * units.get(unit, 1)
+        except ValueError:
+            raise InvalidValueError(
+                f"keep_alive {value!r} is not a duration like 30s, 5m or -1", param="keep_alive"
+            ) from None
+    return FOREVER if seconds < 0 else seconds
 
 
 class RunnerState(StrEnum):
@@ -25,16 +59,41 @@ class RunnerState(StrEnum):
     READY = "ready"
 
 
-@dataclass
+@dataclass(eq=False)
 class RunnerSlot:
     model: ModelRef
     engine: str
+    memory_bytes: int
+    keep_alive: float
     state: RunnerState = RunnerState.LOADING
     since: float = field(default_factory=time.time)
     load_ms: float | None = None
     runner: Runner | None = None
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     error: Exception | None = None
+    leases: int = 0
+    last_used: float = field(default_factory=time.monotonic)
+    expires_at: float | None = None  # wall-clock time of the keep-alive deadline
+    _timer: asyncio.TimerHandle | None = None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.engine, self.model.id)
+
+
+class Lease:
+    """A runner held for one piece of work; `release()` (idempotent) starts its keep-alive."""
+
+    def __init__(self, slot: RunnerSlot, on_release: Callable[[RunnerSlot], None]) -> None:
+        assert slot.runner is not None
+        self.runner: Runner = slot.runner
+        self._slot = slot
+        self._on_release: Callable[[RunnerSlot], None] | None = on_release
+
+    def release(self) -> None:
+        if self._on_release is not None:
+            on_release, self._on_release = self._on_release, None
+            on_release(self._slot)
 
 
 class Lifecycle:
@@ -45,12 +104,20 @@ class Lifecycle:
         load_config: LoadConfig,
         *,
         only_model: str | None = None,
+        keep_alive: float = 300.0,
+        model_keep_alive: dict[str, float] | None = None,
+        memory_budget_bytes: int | None = None,
+        on_load: Callable[[str, float], None] | None = None,
     ) -> None:
         self._store = store
         self._registry = registry
         self._load_config = load_config
         self._only_model = only_model
-        self._slots: dict[tuple[str, str], RunnerSlot] = {}  # by (engine, model id)
+        self._keep_alive = keep_alive
+        self._model_keep_alive = model_keep_alive or {}
+        self._budget = memory_budget_bytes
+        self._on_load = on_load
+        self._slots: dict[tuple[str, str], RunnerSlot] = {}
         self.initial_load_ms: float | None = None
 
     def resolve(self, model_id: str, *, engine: str | None = None) -> tuple[ModelRef, str]:
@@ -62,27 +129,81 @@ class Lifecycle:
                 f"this runner serves only {self._only_model!r}, not {model_id!r}", param="model"
             )
         engine_name = engine or model.engine
-        if not self._registry.get(engine_name).serves(model):
+        if engine is None and model.engine not in self._registry:
+            raise BackendMismatchError(
+                f"the model {model_id!r} is stored for engine {model.engine!r}, "
+                "which this server does not have"
+            )
+        runs_on = self._registry.get(engine_name)
+        if not runs_on.serves(model):
             raise ModelNotServedError(
                 f"the engine {engine_name!r} does not serve the model {model_id!r}",
                 param="model",
             )
+        if model.format not in runs_on.formats:
+            raise BackendMismatchError(
+                f"the model {model_id!r} is {model.format.value}; the engine {engine_name!r} "
+                f"loads {', '.join(f.value for f in runs_on.formats)}"
+            )
         return model, engine_name
 
-    async def runner_for(self, model_id: str, *, engine: str | None = None) -> Runner:
-        """The model's runner on `engine` (the model's own engine by default), loading it
-        first if needed; concurrent callers wait for the same load."""
+    async def acquire(
+        self, model_id: str, *, engine: str | None = None, keep_alive: float | None = None
+    ) -> Lease:
+        """A lease on the model's runner on `engine` (the model's own by default), loading it
+        first if needed. `keep_alive` (seconds) replaces the runner's keep-alive."""
         model, engine_name = self.resolve(model_id, engine=engine)
-        key = (engine_name, model.id)
-        slot = self._slots.get(key)
+        slot = self._slots.get((engine_name, model.id))
         if slot is None or slot.error is not None:
-            slot = self._slots[key] = RunnerSlot(model, engine_name)
+            slot = RunnerSlot(
+                model,
+                engine_name,
+                self._registry.get(engine_name).required_memory(model),
+                self._model_keep_alive.get(model.id, self._keep_alive),
+            )
+            self._make_room(slot)
+            self._slots[slot.key] = slot
             asyncio.create_task(self._load(slot))
-        await slot.ready.wait()
+        if keep_alive is not None:
+            slot.keep_alive = keep_alive
+        slot.leases += 1
+        self._cancel_expiry(slot)
+        try:
+            await slot.ready.wait()
+        except BaseException:
+            self._release(slot)
+            raise
         if slot.error is not None:
+            slot.leases -= 1
             raise slot.error
-        assert slot.runner is not None
-        return slot.runner
+        return Lease(slot, self._release)
+
+    async def runner_for(self, model_id: str, *, engine: str | None = None) -> Runner:
+        """Load the model (if needed) and return its runner without holding it."""
+        lease = await self.acquire(model_id, engine=engine)
+        lease.release()
+        return lease.runner
+
+    # -- loading and unloading -------------------------------------------------------------
+
+    def _make_room(self, incoming: RunnerSlot) -> None:
+        if self._budget is None:
+            return
+        used = sum(s.memory_bytes for s in self._slots.values())
+        idle = sorted(
+            (s for s in self._slots.values() if s.leases == 0 and s.state is RunnerState.READY),
+            key=lambda s: s.last_used,
+        )
+        while used + incoming.memory_bytes > self._budget and idle:
+            victim = idle.pop(0)
+            log.info("unloading %s to make room for %s", victim.model.id, incoming.model.id)
+            used -= victim.memory_bytes
+            self._unload(victim)
+        if used + incoming.memory_bytes > self._budget:
+            raise InsufficientMemoryError(
+                f"the model {incoming.model.id!r} needs about {incoming.memory_bytes >> 20} MiB; "
+                f"busy runners use {used >> 20} MiB of the {self._budget >> 20} MiB budget"
+            )
 
     async def _load(self, slot: RunnerSlot) -> None:
         engine = self._registry.get(slot.engine)
@@ -92,7 +213,8 @@ class Lifecycle:
         except Exception as exc:
             log.error("loading %s failed: %s", slot.model.id, exc)
             slot.error = exc
-            self._slots.pop((slot.engine, slot.model.id), None)
+            if self._slots.get(slot.key) is slot:
+                del self._slots[slot.key]
         else:
             slot.load_ms = (time.perf_counter() - started) * 1000
             if self.initial_load_ms is None:
@@ -100,8 +222,51 @@ class Lifecycle:
             slot.state = RunnerState.READY
             slot.since = time.time()
             log.info("loaded %s on %s in %.0f ms", slot.model.id, engine.name, slot.load_ms)
+            if self._on_load is not None:
+                self._on_load(slot.model.id, slot.load_ms / 1000)
         finally:
             slot.ready.set()
+
+    def _release(self, slot: RunnerSlot) -> None:
+        slot.leases -= 1
+        slot.last_used = time.monotonic()
+        if slot.leases > 0 or slot.state is not RunnerState.READY:
+            return
+        if slot.keep_alive == 0:
+            self._unload(slot)
+        elif slot.keep_alive > 0:
+            slot.expires_at = time.time() + slot.keep_alive
+            slot._timer = asyncio.get_running_loop().call_later(
+                slot.keep_alive, self._expire, slot
+            )
+
+    def _cancel_expiry(self, slot: RunnerSlot) -> None:
+        if slot._timer is not None:
+            slot._timer.cancel()
+            slot._timer = None
+        slot.expires_at = None
+
+    def _expire(self, slot: RunnerSlot) -> None:
+        slot._timer = None
+        if slot.leases == 0 and self._slots.get(slot.key) is slot:
+            log.info("keep-alive of %s expired; unloading", slot.model.id)
+            self._unload(slot)
+
+    def _unload(self, slot: RunnerSlot) -> None:
+        self._cancel_expiry(slot)
+        if self._slots.get(slot.key) is slot:
+            del self._slots[slot.key]
+        if slot.runner is not None:
+            runner, slot.runner = slot.runner, None
+            # Closing joins the stepping thread: not on the event loop.
+            asyncio.get_running_loop().run_in_executor(None, runner.close)
+
+    def unload_model(self, model_id: str) -> None:
+        """Unload every runner of `model_id` (before the store deletes it)."""
+        for slot in [s for s in self._slots.values() if s.model.id == model_id]:
+            self._unload(slot)
+
+    # -- status ----------------------------------------------------------------------------
 
     def slots(self) -> list[RunnerSlot]:
         return list(self._slots.values())
@@ -115,5 +280,6 @@ class Lifecycle:
     async def close(self) -> None:
         slots, self._slots = list(self._slots.values()), {}
         for slot in slots:
+            self._cancel_expiry(slot)
             if slot.runner is not None:
                 await asyncio.to_thread(slot.runner.close)

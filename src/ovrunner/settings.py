@@ -45,6 +45,18 @@ class Settings(BaseSettings):
         64, ge=1, description="Requests admitted per runner (running plus waiting)."
     )
     log_level: str = Field("info", description="Logging level.")
+    keep_alive: str = Field(
+        "5m", description="How long an idle runner stays loaded: 30s, 5m, 1h; -1 forever; 0 unload."
+    )
+    model_keep_alive: dict[str, str] = Field(
+        default_factory=dict, description="Keep-alive per model id, overriding `keep_alive`."
+    )
+    memory_budget_gb: float | None = Field(
+        None,
+        gt=0,
+        description="RAM for loaded models; loading beyond it unloads the least recently used "
+        "idle runner. Unset: no budget.",
+    )
     # The bounded NPU engine and the worker jobs.
     npu_model: str | None = Field(
         None, description="The one model the `openvino-npu` engine serves; `model` if unset."
@@ -66,6 +78,9 @@ class Settings(BaseSettings):
         "auto",
         description="Counter that verifies worker jobs: `auto` follows the job's device "
         "(NPU: sysfs, otherwise process CPU time).",
+    )
+    hf_endpoint: str | None = Field(
+        None, description="Hugging Face Hub endpoint for pulls (a mirror); the hub if unset."
     )
     jobs_file: Path | None = Field(
         None, description="A TOML file of worker job presets, added to the built-in ones."

@@ -16,9 +16,15 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from ovrunner.engines.base import ModelFormat, ModelRef
-from ovrunner.errors import InvalidRequestError, InvalidValueError, ModelNotFoundError
+from ovrunner.errors import (
+    InvalidRequestError,
+    InvalidValueError,
+    ModelNotFoundError,
+    OvrunnerError,
+)
 
 MANIFEST = "manifest.json"
 _MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?$")
@@ -94,6 +100,20 @@ class ModelStore:
         self.get(model_id)  # registers the embedded model; 404 for unknown ids
         return _read_manifest(self._dir(model_id) / MANIFEST)
 
+    def summary(self, model_id: str, context_window: Callable[[ModelRef], int]) -> dict[str, Any]:
+        """The manifest with the size on disk (links followed) and the context window, read
+        from the model's files when the manifest does not hold it."""
+        ref = self.get(model_id)
+        manifest = _read_manifest(self._dir(model_id) / MANIFEST)
+        window = manifest.context_window
+        if window is None:
+            try:
+                window = context_window(ref)
+            except OvrunnerError:
+                window = None
+        size = sum(disk_size(p) for p in self._dir(model_id).iterdir() if p.name != MANIFEST)
+        return {**asdict(manifest), "size_bytes": size, "context_window": window}
+
     def remove(self, model_id: str) -> None:
         """Delete a stored model and its files (for the embedded model: its link and IR)."""
         self.get(model_id)
@@ -126,7 +146,8 @@ class ModelStore:
                 shutil.copyfile(path, staging / file)
             else:
                 file = "model"
-                shutil.copytree(path, staging / file)
+                # Not the hub client's download bookkeeping, if it was pulled.
+                shutil.copytree(path, staging / file, ignore=shutil.ignore_patterns(".cache"))
             ref = ModelRef(model_id, staging / file, model_format, engine)
             manifest = Manifest(
                 id=model_id,

@@ -123,3 +123,64 @@ def test_an_absent_npu_is_a_503_the_sdk_does_not_retry(tmp_path: Path, tiny_gguf
         status = {e["name"]: e for e in client.get("/engines/status").json()["engines"]}
         assert status["openvino-npu"]["status"] == "error"
         assert client.get("/healthz").json()["ok"] is True
+
+
+def scrape(client: TestClient) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    response = client.get("/metrics")
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(response.text)
+            for s in family.samples}  # fmt: skip
+
+
+def test_metrics_count_tokens_and_requests(client: TestClient) -> None:
+    before = scrape(client)
+    answer = client.post("/v1/chat/completions", json={
+        "model": TINY, "messages": [{"role": "user", "content": "count"}], "max_tokens": 5,
+        "ignore_eos": True,
+    }).json()  # fmt: skip
+    after = scrape(client)
+
+    def grew(name: str, **labels: str) -> float:
+        key = (name, tuple(sorted(labels.items())))
+        return after.get(key, 0) - before.get(key, 0)
+
+    assert grew("ovrunner_generated_tokens_total", model=TINY) == 5
+    assert grew("ovrunner_prompt_tokens_total", model=TINY) == answer["usage"]["prompt_tokens"]
+    assert grew("ovrunner_requests_total", route="/v1/chat/completions", status="200") == 1
+    assert grew("ovrunner_time_to_first_token_seconds_count", model=TINY) == 1
+    assert after[("ovrunner_loaded_runners", (("state", "ready"),))] >= 1
+    assert after[("ovrunner_busy_counter_microseconds", (("counter", "process_cpu_time_us"),))] > 0
+    assert after[("ovrunner_model_load_seconds_count", (("model", TINY),))] >= 1
+
+
+def test_ps_shows_keep_alive_and_memory(client: TestClient) -> None:
+    client.post("/v1/completions", json={"model": TINY, "prompt": "a", "max_tokens": 1,
+                                         "keep_alive": "10m"})  # fmt: skip
+    runner = next(r for r in client.get("/engines/ps").json()["runners"]
+                  if r["model"] == TINY and r["engine"] == "openvino")  # fmt: skip
+    assert runner["state"] == "ready" and runner["keep_alive_s"] == 600
+    assert runner["expires_at"] > runner["since"] and runner["memory_bytes"] > 0
+
+
+def test_store_routes(client: TestClient, tiny_gguf: Path) -> None:
+    listed = {m["id"]: m for m in client.get("/models").json()["models"]}
+    assert listed[TINY]["context_window"] == 512 and listed[TINY]["size_bytes"] > 0
+    imported = client.post("/models/import", json={"path": str(tiny_gguf), "name": "copy"})
+    assert imported.status_code == 201 and imported.json()["format"] == "gguf"
+    again = client.post("/models/import", json={"path": str(tiny_gguf), "name": "copy"})
+    assert again.status_code == 400
+    assert "copy" in [m.id for m in sdk(client).models.list().data]
+    described = {m["id"]: m for m in client.get("/models").json()["models"]}["copy"]
+    assert described["context_window"] == 512 and described["loaded"] is False
+    # Describing read the GGUF header only: no runner was loaded for it.
+    assert "copy" not in [r["model"] for r in client.get("/engines/ps").json()["runners"]]
+    client.post("/v1/completions", json={"model": "copy", "prompt": "a", "max_tokens": 1})
+    deleted = client.delete("/v1/models/copy").json()
+    assert deleted == {"id": "copy", "object": "model", "deleted": True}
+    assert "copy" not in [r["model"] for r in client.get("/engines/ps").json()["runners"]]
+    assert client.delete("/models/copy").status_code == 404
+    bad = client.post("/models/import", json={"path": "/etc/hostname", "name": "x"})
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "path"

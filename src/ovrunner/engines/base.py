@@ -162,6 +162,7 @@ class Engine(abc.ABC):
 
     name: str
     modes: tuple[Mode, ...] = (Mode.COMPLETION,)
+    formats: tuple[ModelFormat, ...] = (ModelFormat.GGUF, ModelFormat.OPENVINO_IR)
 
     @abc.abstractmethod
     def install(self) -> None:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
-from ovrunner.engines.base import Engine
+from ovrunner.engines.base import Engine, ModelRef
 from ovrunner.errors import EngineNotFoundError
 
 
@@ -24,6 +24,11 @@ class EngineRegistry:
             return self._engines[name]
         except KeyError:
             raise EngineNotFoundError(f"no engine named {name!r}") from None
+
+    def context_window_of(self, engine: str) -> Callable[[ModelRef], int]:
+        """Reads a model's trained context window with `engine`, without loading it."""
+        describe = self.get(engine).describe
+        return lambda model: describe(model).context_window
 
     def __contains__(self, name: object) -> bool:
         return name in self._engines

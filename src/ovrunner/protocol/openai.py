@@ -83,6 +83,8 @@ class _SamplingFields(_Request):
     repetition_penalty: float | None = Field(None, gt=0, le=10)
     min_tokens: int | None = Field(None, ge=0)
     ignore_eos: bool = False
+    # How long the model stays loaded after this request, as Ollama spells it ("5m", 0, -1).
+    keep_alive: str | float | None = None
 
     def stop_list(self) -> tuple[str, ...]:
         if self.stop is None:

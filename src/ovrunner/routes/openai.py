@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 
@@ -14,11 +15,11 @@ from ovrunner.engines.base import (
     GenerationDelta,
     GenerationRequest,
     ModelRef,
-    Runner,
     SamplingParams,
 )
 from ovrunner.errors import ModelNotFoundError, UnsupportedParameterError
-from ovrunner.lifecycle import Lifecycle
+from ovrunner.lifecycle import Lease, Lifecycle, parse_keep_alive
+from ovrunner.metrics import Metrics
 from ovrunner.protocol.openai import (
     ChatCompletion,
     ChatCompletionChoice,
@@ -112,28 +113,54 @@ def _json_schema(response_format: ResponseFormat | None) -> str | None:
     return json.dumps(response_format.json_schema.schema_)
 
 
-async def _start(runner: Runner, request: GenerationRequest) -> AsyncIterator[GenerationDelta]:
+async def _start(
+    lease: Lease, request: GenerationRequest, metrics: Metrics
+) -> AsyncIterator[GenerationDelta]:
     """Start generating and wait for the first delta, so that validation, admission and
-    load failures are raised here, before any response has begun, with their real status."""
-    if request.sampling.json_schema is not None and not runner.structured_output:
-        raise UnsupportedParameterError(
-            f"the engine {runner.engine_name!r} cannot enforce response_format",
-            param="response_format",
-        )
-    deltas = runner.generate(request)
+    load failures are raised here, before any response has begun, with their real status.
+
+    The lease on the runner is released when the returned iterator ends or is closed.
+    """
+    runner = lease.runner
+    started = time.perf_counter()
     try:
-        first = await anext(deltas)
-    except StopAsyncIteration:
-        first = None
+        if request.sampling.json_schema is not None and not runner.structured_output:
+            raise UnsupportedParameterError(
+                f"the engine {runner.engine_name!r} cannot enforce response_format",
+                param="response_format",
+            )
+        deltas = runner.generate(request)
+        try:
+            first = await anext(deltas)
+        except StopAsyncIteration:
+            first = None
+    except BaseException:
+        lease.release()
+        raise
+    metrics.time_to_first_token.labels(runner.model_id).observe(time.perf_counter() - started)
 
     async def chained() -> AsyncIterator[GenerationDelta]:
-        async with aclosing(deltas):
-            if first is not None:
-                yield first
-            async for delta in deltas:
-                yield delta
+        tally = answers.UsageTally()
+        try:
+            async with aclosing(deltas):
+                if first is not None:
+                    yield tally.add(first)
+                async for delta in deltas:
+                    yield tally.add(delta)
+        finally:
+            lease.release()
+            usage = tally.usage()
+            metrics.observe_usage(runner.model_id, usage.prompt_tokens, usage.completion_tokens)
 
     return chained()
+
+
+async def _acquire(request: Request, body: ChatCompletionRequest | CompletionRequest) -> Lease:
+    lifecycle: Lifecycle = request.app.state.lifecycle
+    keep_alive = None if body.keep_alive is None else parse_keep_alive(body.keep_alive)
+    return await lifecycle.acquire(
+        body.model, engine=request.path_params.get("engine"), keep_alive=keep_alive
+    )
 
 
 async def create_chat_completion(request: Request) -> Response:
@@ -144,15 +171,14 @@ async def create_chat_completion(request: Request) -> Response:
             "log probability",
             param="top_logprobs",
         )
-    lifecycle: Lifecycle = request.app.state.lifecycle
-    runner = await lifecycle.runner_for(body.model, engine=request.path_params.get("engine"))
+    lease = await _acquire(request, body)
     messages = [m.for_template() for m in body.messages]
     generation = GenerationRequest(
         messages=messages,
         sampling=_sampling(body, logprobs=bool(body.logprobs),
                            response_format=body.response_format),  # fmt: skip
     )
-    deltas = await _start(runner, generation)
+    deltas = await _start(lease, generation, request.app.state.metrics)
     completion_id, created = new_id("chatcmpl"), now()
     if body.stream:
         return sse_response(answers.chat_chunks(body, deltas, completion_id, created))
@@ -182,12 +208,11 @@ async def create_completion(request: Request) -> Response:
             "log probability (send logprobs: 0)",
             param="logprobs",
         )
-    lifecycle: Lifecycle = request.app.state.lifecycle
-    runner = await lifecycle.runner_for(body.model, engine=request.path_params.get("engine"))
+    lease = await _acquire(request, body)
     generation = GenerationRequest(
         prompt=body.prompt, sampling=_sampling(body, logprobs=body.logprobs is not None)
     )
-    deltas = await _start(runner, generation)
+    deltas = await _start(lease, generation, request.app.state.metrics)
     completion_id, created = new_id("cmpl"), now()
     if body.stream:
         return sse_response(answers.completion_chunks(body, deltas, completion_id, created))

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from ovrunner.busy import counter_for
@@ -74,14 +75,24 @@ async def engines_ps(request: Request) -> JSONResponse:
                 "state": slot.state,
                 "since": slot.since,
                 "load_ms": slot.load_ms,
+                "in_use": slot.leases,
+                "keep_alive_s": None if slot.keep_alive < 0 else slot.keep_alive,
+                "expires_at": slot.expires_at,
+                "memory_bytes": slot.memory_bytes,
                 "stats": runner.stats() if runner else None,
             }
         )
     return JSONResponse({"runners": runners})
 
 
+async def metrics(request: Request) -> Response:
+    registry = request.app.state.metrics.registry
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
 def routes() -> list[BaseRoute]:
     return [
+        Route("/metrics", metrics, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/engines/status", engines_status, methods=["GET"]),
         Route("/engines/ps", engines_ps, methods=["GET"]),

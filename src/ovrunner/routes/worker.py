@@ -59,11 +59,16 @@ async def _generate(request: Request, job: str | None) -> Response:
     preset = presets.get(job)
     max_new_tokens = check_bounds(preset, body.input, body.max_new_tokens)
     engine, model = job_target(preset, settings)
-    runner = await lifecycle.runner_for(model, engine=engine)
+    lease = await lifecycle.acquire(model, engine=engine)
+    runner = lease.runner
     loaded = time.perf_counter()
     counter = counter_for(runner.device, settings.npu_busy_path, settings.busy_counter)
-    result = await run_job(preset, runner, body.input, max_new_tokens, counter)
+    try:
+        result = await run_job(preset, runner, body.input, max_new_tokens, counter)
+    finally:
+        lease.release()
     busy = result.busy
+    request.app.state.metrics.observe_usage(model, result.prompt_tokens, result.completion_tokens)
     npu = counter.name == NpuSysfsCounter.name
     response = WorkerResponse(
         model=model,

@@ -1,0 +1,121 @@
+"""Prometheus collectors, one registry per app, and the access log.
+
+Counters and histograms are updated where the work happens; gauges that describe the present
+(queue depth, loaded runners, busy counters) are read when Prometheus scrapes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+if TYPE_CHECKING:
+    from ovrunner.busy import BusyCounter
+    from ovrunner.lifecycle import Lifecycle
+
+access_log = logging.getLogger("ovrunner.access")
+
+_LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("ovrunner_requests", "HTTP requests by route and status",
+                                ["route", "status"], registry=self.registry)  # fmt: skip
+        self.request_seconds = Histogram(
+            "ovrunner_request_duration_seconds", "HTTP request latency, to the last byte",
+            ["route"], buckets=_LATENCY_BUCKETS, registry=self.registry,
+        )  # fmt: skip
+        self.prompt_tokens = Counter("ovrunner_prompt_tokens", "Prompt tokens processed",
+                                     ["model"], registry=self.registry)  # fmt: skip
+        self.generated_tokens = Counter("ovrunner_generated_tokens", "Tokens generated",
+                                        ["model"], registry=self.registry)  # fmt: skip
+        self.time_to_first_token = Histogram(
+            "ovrunner_time_to_first_token_seconds", "From admission to the first generated text",
+            ["model"], buckets=_LATENCY_BUCKETS, registry=self.registry,
+        )  # fmt: skip
+        self.model_load_seconds = Histogram(
+            "ovrunner_model_load_seconds", "Time to load a model into a runner",
+            ["model"], buckets=(0.5, 1, 2, 5, 10, 20, 40, 80, 160), registry=self.registry,
+        )  # fmt: skip
+
+    def observe_usage(self, model: str, prompt_tokens: int, completion_tokens: int) -> None:
+        self.prompt_tokens.labels(model).inc(prompt_tokens)
+        self.generated_tokens.labels(model).inc(completion_tokens)
+
+    def observe_load(self, model: str, seconds: float) -> None:
+        self.model_load_seconds.labels(model).observe(seconds)
+
+    def watch(self, lifecycle: Lifecycle, counters: Callable[[], Iterable[BusyCounter]]) -> None:
+        self.registry.register(_LiveCollector(lifecycle, counters))
+
+
+class _LiveCollector(Collector):
+    def __init__(
+        self, lifecycle: Lifecycle, counters: Callable[[], Iterable[BusyCounter]]
+    ) -> None:
+        self._lifecycle = lifecycle
+        self._counters = counters
+
+    def collect(self) -> Iterable[Any]:
+        loaded = GaugeMetricFamily("ovrunner_loaded_runners", "Runners loaded or loading",
+                                   labels=["state"])  # fmt: skip
+        queue = GaugeMetricFamily("ovrunner_queue_depth", "Requests admitted to a runner",
+                                  labels=["model", "engine", "kind"])  # fmt: skip
+        states: dict[str, int] = {"loading": 0, "ready": 0}
+        for slot in self._lifecycle.slots():
+            states[slot.state.value] += 1
+            if slot.runner is not None:
+                stats = slot.runner.stats()
+                for kind in ("running", "waiting"):
+                    queue.add_metric([slot.model.id, slot.engine, kind], stats.get(kind, 0))
+        for state, count in states.items():
+            loaded.add_metric([state], count)
+        busy = GaugeMetricFamily("ovrunner_busy_counter_microseconds",
+                                 "Busy-counter readings per counter", labels=["counter"])  # fmt: skip
+        for counter in self._counters():
+            try:
+                busy.add_metric([counter.name], counter.read_us())
+            except Exception:  # an absent device has no reading
+                continue
+        return [loaded, queue, busy]
+
+
+class AccessLog:
+    """ASGI middleware: one log line and one metric sample per request, with method, path,
+    status and duration only. Bodies (prompts, answers) are never read here."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_and_record(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_record)
+        finally:
+            seconds = time.perf_counter() - started
+            route = getattr(scope.get("route"), "path", "unmatched")
+            self.metrics.requests.labels(route, str(status)).inc()
+            self.metrics.request_seconds.labels(route).observe(seconds)
+            access_log.info("%s %s %d %.1f ms", scope["method"], scope["path"], status,
+                            seconds * 1000)  # fmt: skip
