@@ -207,19 +207,22 @@ def test_async_client_streams_and_answers_concurrently(async_client: openai.Asyn
 
 def test_json_schema_output_validates(client: openai.OpenAI) -> None:
     completion = client.chat.completions.create(
-        model=MODEL, max_tokens=80,
+        model=MODEL, max_tokens=300, temperature=0,
         messages=[{"role": "user", "content": "Describe a person."}],
         response_format={"type": "json_schema",
                          "json_schema": {"name": "person", "schema": PERSON_SCHEMA}},
     )  # fmt: skip
+    assert completion.choices[0].finish_reason == "stop"
     jsonschema.validate(json.loads(completion.choices[0].message.content or ""), PERSON_SCHEMA)
 
 
 def test_json_object_output_is_an_object(client: openai.OpenAI) -> None:
     completion = client.chat.completions.create(
-        model=MODEL, max_tokens=60, response_format={"type": "json_object"},
+        model=MODEL, max_tokens=300, temperature=0, response_format={"type": "json_object"},
         messages=[{"role": "user", "content": "List two colours as JSON."}],
     )  # fmt: skip
+    # As with OpenAI, only an answer that ended by itself (not at max_tokens) is complete.
+    assert completion.choices[0].finish_reason == "stop"
     assert isinstance(json.loads(completion.choices[0].message.content or ""), dict)
 
 

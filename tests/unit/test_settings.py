@@ -29,3 +29,10 @@ def test_unknown_keys_in_the_file_are_refused(tmp_path: Path) -> None:
     config.write_text("max_queu = 3\n")
     with pytest.raises(ValueError, match="max_queu"):
         load_settings(config)
+
+
+def test_every_setting_is_documented() -> None:
+    from ovrunner.settings import Settings
+
+    docs = (Path(__file__).parents[2] / "docs" / "settings.md").read_text()
+    assert [name for name in Settings.model_fields if f"| `{name}` |" not in docs] == []
