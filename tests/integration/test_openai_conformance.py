@@ -219,7 +219,7 @@ def test_json_schema_output_validates(client: openai.OpenAI) -> None:
 def test_json_object_output_is_an_object(client: openai.OpenAI) -> None:
     completion = client.chat.completions.create(
         model=MODEL, max_tokens=300, temperature=0, response_format={"type": "json_object"},
-        messages=[{"role": "user", "content": "List two colours as JSON."}],
+        messages=[{"role": "user", "content": 'What is the capital of France? Answer as JSON with key "capital".'}],
     )  # fmt: skip
     # As with OpenAI, only an answer that ended by itself (not at max_tokens) is complete.
     assert completion.choices[0].finish_reason == "stop"
