@@ -22,6 +22,7 @@ from ovrunner.jobs import JobPresets
 from ovrunner.lifecycle import Lifecycle, parse_keep_alive
 from ovrunner.metrics import AccessLog, Metrics
 from ovrunner.routes import models, openai, ops, worker
+from ovrunner.security import ApiKeyGuard, BodyLimit
 from ovrunner.settings import Settings
 from ovrunner.store import ModelStore
 
@@ -67,7 +68,12 @@ def create_app(settings: Settings, registry: EngineRegistry | None = None) -> St
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if settings.preload:
-            await lifecycle.runner_for(settings.model)
+            try:
+                await lifecycle.runner_for(settings.model)
+            except OvrunnerError as exc:
+                # A broken model must not keep the server (and its other models) down: the
+                # error is reported now and again to each request for that model.
+                log.error("preloading %s failed: %s", settings.model, exc.message)
         try:
             yield
         finally:
@@ -81,7 +87,7 @@ def create_app(settings: Settings, registry: EngineRegistry | None = None) -> St
             Exception: _unexpected_error,
         },
         lifespan=lifespan,
-        middleware=[Middleware(AccessLog, metrics=metrics)],
+        middleware=_middleware(settings, metrics),
     )
     app.state.settings = settings
     app.state.registry = registry
@@ -90,6 +96,16 @@ def create_app(settings: Settings, registry: EngineRegistry | None = None) -> St
     app.state.metrics = metrics
     app.state.jobs = JobPresets.load(settings.jobs_file)
     return app
+
+
+def _middleware(settings: Settings, metrics: Metrics) -> list[Middleware]:
+    # Outermost first: every request is logged and counted, refused ones included.
+    stack = [Middleware(AccessLog, metrics=metrics)]
+    api_key = settings.resolved_api_key()
+    if api_key:
+        stack.append(Middleware(ApiKeyGuard, api_key=api_key))
+    stack.append(Middleware(BodyLimit, max_bytes=settings.max_body_bytes))
+    return stack
 
 
 def busy_counters(settings: Settings) -> list[BusyCounter]:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ovrunner.errors import OvrunnerError
+from ovrunner.security import check_bind
 from ovrunner.settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -66,8 +67,14 @@ def _serve(args: argparse.Namespace) -> int:
         model=args.model,
         only=args.only or None,
         preload=args.preload or None,
+        api_key=args.api_key,
+        api_key_file=args.api_key_file,
+        max_body_bytes=args.max_body_bytes,
+        keep_alive=args.keep_alive,
+        memory_budget_gb=args.memory_budget_gb,
     )
     logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    check_bind(settings.host, settings.resolved_api_key())
     uvicorn.run(
         create_app(settings),
         host=settings.host,
@@ -75,6 +82,8 @@ def _serve(args: argparse.Namespace) -> int:
         log_level=settings.log_level.lower(),
         # ovrunner's own access log (method, path, status, duration) replaces uvicorn's.
         access_log=False,
+        # SIGTERM: stop accepting, let in-flight requests (streams too) finish for this long.
+        timeout_graceful_shutdown=settings.shutdown_grace_s,
     )
     return 0
 
@@ -270,6 +279,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port (OVRUNNER_PORT), 18820 by default")
     serve.add_argument("--only", action="store_true", help="serve only --model; 421 for others")
     serve.add_argument("--preload", action="store_true", help="load the model at start-up")
+    serve.add_argument("--api-key", help="require Authorization: Bearer KEY (OVRUNNER_API_KEY)")
+    serve.add_argument("--api-key-file", type=Path, help="read the API key from a file")
+    serve.add_argument("--max-body-bytes", type=int, help="largest request body (1 MiB)")
+    serve.add_argument("--keep-alive", help="idle runner lifetime: 30s, 5m, -1, 0")
+    serve.add_argument("--memory-budget-gb", type=float, help="RAM budget for loaded models")
     _settings_flags(serve)
     serve.set_defaults(handler=_serve)
 

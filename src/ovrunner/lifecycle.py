@@ -57,6 +57,7 @@ def parse_keep_alive(value: str | int | float) -> float:
 class RunnerState(StrEnum):
     LOADING = "loading"
     READY = "ready"
+    ERROR = "error"  # the runner's pipeline died; the next request loads it again
 
 
 @dataclass(eq=False)
@@ -154,6 +155,11 @@ class Lifecycle:
         first if needed. `keep_alive` (seconds) replaces the runner's keep-alive."""
         model, engine_name = self.resolve(model_id, engine=engine)
         slot = self._slots.get((engine_name, model.id))
+        if slot is not None and slot.runner is not None and slot.runner.failure is not None:
+            log.warning("the runner of %s failed (%s); loading it again",
+                        model.id, slot.runner.failure)  # fmt: skip
+            self._unload(slot)
+            slot = None
         if slot is None or slot.error is not None:
             slot = RunnerSlot(
                 model,
@@ -269,6 +275,9 @@ class Lifecycle:
     # -- status ----------------------------------------------------------------------------
 
     def slots(self) -> list[RunnerSlot]:
+        for slot in self._slots.values():
+            if slot.runner is not None and slot.runner.failure is not None:
+                slot.state = RunnerState.ERROR
         return list(self._slots.values())
 
     def is_loaded(self, model_id: str) -> bool:

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -45,6 +45,14 @@ class Settings(BaseSettings):
         64, ge=1, description="Requests admitted per runner (running plus waiting)."
     )
     log_level: str = Field("info", description="Logging level.")
+    api_key: SecretStr | None = Field(
+        None, description="Bearer key every route but /healthz requires; needed off loopback."
+    )
+    api_key_file: Path | None = Field(None, description="A file holding the API key.")
+    max_body_bytes: int = Field(1 << 20, ge=1024, description="Largest request body (413).")
+    shutdown_grace_s: float = Field(
+        30, ge=0, description="On SIGTERM, how long in-flight requests may finish."
+    )
     keep_alive: str = Field(
         "5m", description="How long an idle runner stays loaded: 30s, 5m, 1h; -1 forever; 0 unload."
     )
@@ -85,6 +93,13 @@ class Settings(BaseSettings):
     jobs_file: Path | None = Field(
         None, description="A TOML file of worker job presets, added to the built-in ones."
     )
+
+    def resolved_api_key(self) -> str | None:
+        if self.api_key is not None:
+            return self.api_key.get_secret_value() or None
+        if self.api_key_file is not None:
+            return self.api_key_file.read_text().strip() or None
+        return None
 
     @property
     def compile_cache_dir(self) -> Path:

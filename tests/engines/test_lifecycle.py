@@ -151,3 +151,48 @@ def test_keep_alive_spellings() -> None:
     assert parse_keep_alive("1h") == 3600 and parse_keep_alive(12.5) == 12.5
     with pytest.raises(Exception, match="keep_alive"):
         parse_keep_alive("soon")
+
+
+class DyingPipeline:
+    """Wraps a real pipeline whose next step fails, as a crashed device would."""
+
+    def __init__(self, pipeline: object) -> None:
+        self._pipeline = pipeline
+
+    def step(self) -> None:
+        raise RuntimeError("device lost")
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._pipeline, name)
+
+
+def test_a_runner_whose_pipeline_died_is_reported_and_reloaded(store: ModelStore) -> None:
+    from contextlib import aclosing
+
+    from ovrunner.engines.base import GenerationRequest, SamplingParams
+    from ovrunner.errors import EngineError
+    from ovrunner.lifecycle import RunnerState
+
+    loads: list[str] = []
+
+    async def scenario() -> None:
+        life = lifecycle(store, loads)
+        lease = await life.acquire("tiny-a")
+        loop = lease.runner._loop  # type: ignore[attr-defined]
+        loop._pipeline = DyingPipeline(loop._pipeline)
+        request = GenerationRequest(prompt="hi", sampling=SamplingParams(max_tokens=8))
+        with pytest.raises(EngineError, match="device lost"):
+            async with aclosing(lease.runner.generate(request)) as deltas:
+                async for _ in deltas:
+                    pass
+        lease.release()
+        assert [s.state for s in life.slots()] == [RunnerState.ERROR]
+        fresh = await life.acquire("tiny-a")
+        assert fresh.runner is not lease.runner and fresh.runner.failure is None
+        async with aclosing(fresh.runner.generate(request)) as deltas:
+            assert [d async for d in deltas][-1].finish_reason is not None
+        fresh.release()
+        await life.close()
+
+    asyncio.run(scenario())
+    assert loads == ["tiny-a", "tiny-a"]

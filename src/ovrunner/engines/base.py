@@ -148,6 +148,12 @@ class Runner(abc.ABC):
     @abc.abstractmethod
     def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationDelta]: ...
 
+    @property
+    def failure(self) -> Exception | None:
+        """Why the runner can no longer generate (its pipeline died), or None while healthy.
+        The lifecycle replaces a failed runner on the next request."""
+        return None
+
     @abc.abstractmethod
     def stats(self) -> dict[str, Any]:
         """Point-in-time counters: running and waiting requests, cache usage."""

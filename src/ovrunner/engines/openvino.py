@@ -209,6 +209,10 @@ class OpenVINORunner(Runner):
     def _decode_many(self, windows: list[list[int]]) -> list[str]:
         return list(self._tokenizer.decode(windows, skip_special_tokens=True))
 
+    @property
+    def failure(self) -> Exception | None:
+        return self._loop.failure
+
     def stats(self) -> dict[str, Any]:
         loop = self._loop.stats
         return {

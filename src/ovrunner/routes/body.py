@@ -22,6 +22,8 @@ async def parse_body(request: Request, model: type[M]) -> M:
         data = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InvalidRequestError(f"the request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidRequestError("the request body nests too deeply") from None
     if not isinstance(data, dict):
         raise InvalidRequestError("the request body must be a JSON object")
     try:

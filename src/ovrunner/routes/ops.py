@@ -73,6 +73,7 @@ async def engines_ps(request: Request) -> JSONResponse:
                 "engine": slot.engine,
                 "device": runner.device if runner else None,
                 "state": slot.state,
+                "error": str(runner.failure) if runner and runner.failure else None,
                 "since": slot.since,
                 "load_ms": slot.load_ms,
                 "in_use": slot.leases,

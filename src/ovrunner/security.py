@@ -1,0 +1,99 @@
+"""Access and input limits: the API key, the loopback-by-default bind and the body cap.
+
+Both guards are plain ASGI middleware so they act before any handler reads a byte of the
+body. Their refusals are the OpenAI error object, like every other error.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import json
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ovrunner.errors import AuthenticationError, OvrunnerError, RequestTooLargeError
+
+# Routes that answer without a key: liveness probes must not need secrets.
+OPEN_PATHS = frozenset({"/healthz"})
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(host: str, api_key: str | None) -> None:
+    """Refuse to serve beyond this machine without an API key."""
+    if not is_loopback(host) and not api_key:
+        raise OvrunnerError(
+            f"refusing to bind {host}: serving beyond loopback needs an API key "
+            "(--api-key, OVRUNNER_API_KEY or api_key_file)"
+        )
+
+
+async def _send_error(send: Send, error: OvrunnerError) -> None:
+    body = json.dumps(error.to_body()).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if isinstance(error, AuthenticationError):
+        headers.append((b"www-authenticate", b'Bearer realm="ovrunner"'))
+    await send({"type": "http.response.start", "status": error.status_code, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class ApiKeyGuard:
+    """Every route but `/healthz` needs `Authorization: Bearer KEY` (compared in constant
+    time). Without a configured key the guard is not installed at all."""
+
+    def __init__(self, app: ASGIApp, api_key: str) -> None:
+        self.app = app
+        self._expected = f"Bearer {api_key}".encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        given = dict(scope["headers"]).get(b"authorization", b"")
+        if not hmac.compare_digest(given, self._expected):
+            message = "missing API key" if not given else "invalid API key"
+            await _send_error(send, AuthenticationError(
+                f"{message}: send Authorization: Bearer <key>"))  # fmt: skip
+            return
+        await self.app(scope, receive, send)
+
+
+class BodyLimit:
+    """Caps request bodies at `max_bytes`: at once from Content-Length, and by counting
+    the bytes received, so chunked uploads cannot get past it."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        too_large = RequestTooLargeError(
+            f"the request body exceeds the limit of {self.max_bytes} bytes"
+        )
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            await _send_error(send, too_large)
+            return
+        received = 0
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise too_large  # rendered as a 413 by the app's error handler
+            return message
+
+        await self.app(scope, counted, send)
