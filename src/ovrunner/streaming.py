@@ -35,6 +35,14 @@ async def _events(chunks: AsyncIterator[BaseModel | str]) -> AsyncIterator[dict[
     yield {"data": DONE}
 
 
-def sse_response(chunks: AsyncIterator[BaseModel | str]) -> EventSourceResponse:
-    """Stream `chunks` (wire models, or their JSON already rendered) as SSE events."""
-    return EventSourceResponse(_events(chunks), ping=PING_SECONDS, sep="\n")
+def sse_response(
+    chunks: AsyncIterator[BaseModel | str], shutdown_grace_s: float = 0
+) -> EventSourceResponse:
+    """Stream `chunks` (wire models, or their JSON already rendered) as SSE events.
+
+    On server shutdown a stream may run on for `shutdown_grace_s` to finish its answer (a
+    little less than the server's own grace, so it ends before the server gives up).
+    """
+    return EventSourceResponse(
+        _events(chunks), ping=PING_SECONDS, sep="\n", shutdown_grace_period=shutdown_grace_s * 0.9
+    )

@@ -181,7 +181,8 @@ async def create_chat_completion(request: Request) -> Response:
     deltas = await _start(lease, generation, request.app.state.metrics)
     completion_id, created = new_id("chatcmpl"), now()
     if body.stream:
-        return sse_response(answers.chat_chunks(body, deltas, completion_id, created))
+        return sse_response(answers.chat_chunks(body, deltas, completion_id, created),
+                            request.app.state.settings.shutdown_grace_s)  # fmt: skip
     result = await answers.unless_disconnected(request, answers.collect(deltas, body.n))
     choices = [
         ChatCompletionChoice(
@@ -215,7 +216,8 @@ async def create_completion(request: Request) -> Response:
     deltas = await _start(lease, generation, request.app.state.metrics)
     completion_id, created = new_id("cmpl"), now()
     if body.stream:
-        return sse_response(answers.completion_chunks(body, deltas, completion_id, created))
+        return sse_response(answers.completion_chunks(body, deltas, completion_id, created),
+                            request.app.state.settings.shutdown_grace_s)  # fmt: skip
     result = await answers.unless_disconnected(request, answers.collect(deltas, body.n))
     choices = [
         CompletionChoice(

@@ -1,0 +1,144 @@
+"""Overload, shutdown and a bounded soak, each on its own real server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from tests.integration.conftest import MODEL
+from tests.support.server import ServerProcess
+
+LONG = [{"role": "user", "content": "Tell me a very long story about the sea."}]
+
+
+@pytest.fixture(scope="module")
+def narrow_server(server: ServerProcess) -> Iterator[ServerProcess]:
+    """SmolLM2 with room for one request; it reuses the session store's converted IR."""
+    process = ServerProcess(server.store_dir, "--preload", "--max-queue", "1").wait_ready()
+    yield process
+    process.stop()
+
+
+def test_a_full_queue_is_a_429_with_retry_after(narrow_server: ServerProcess) -> None:
+    client = openai.OpenAI(base_url=f"{narrow_server.base_url}/v1", api_key="x", max_retries=0)
+    stream = client.chat.completions.create(model=MODEL, messages=LONG, max_tokens=400,
+                                            stream=True, extra_body={"ignore_eos": True})  # fmt: skip
+    next(iter(stream))  # admitted and generating
+    with pytest.raises(openai.RateLimitError) as caught:
+        client.chat.completions.create(model=MODEL, messages=LONG, max_tokens=4)
+    assert caught.value.code == "queue_full"
+    assert int(caught.value.response.headers["retry-after"]) >= 1
+    stream.close()
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline:  # the closed stream frees its slot
+        try:
+            client.chat.completions.create(model=MODEL, messages=LONG, max_tokens=4)
+            return
+        except openai.RateLimitError:
+            time.sleep(0.05)
+    raise AssertionError("the slot was not freed")
+
+
+def test_sigterm_drains_in_flight_streams(narrow_server: ServerProcess) -> None:
+    lines: list[str] = []
+
+    def read_stream() -> None:
+        with httpx.stream("POST", f"{narrow_server.base_url}/v1/chat/completions", timeout=60,
+                          json={"model": MODEL, "messages": LONG, "max_tokens": 48,
+                                "stream": True, "ignore_eos": True}) as response:  # fmt: skip
+            lines.extend(line for line in response.iter_lines() if line.startswith("data: "))
+
+    reader = threading.Thread(target=read_stream)
+    reader.start()
+    deadline = time.monotonic() + 30
+    while not lines and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert lines, "the stream did not start"
+    narrow_server.process.send_signal(signal.SIGTERM)
+    reader.join(60)
+    # uvicorn shuts down gracefully, then re-raises the signal it caught: exit status -15.
+    assert narrow_server.process.wait(30) in (0, -signal.SIGTERM)
+    log = narrow_server.log()
+    assert "Application shutdown complete" in log and "Traceback" not in log
+    assert lines[-1] == "data: [DONE]"
+    last = json.loads(lines[-2].removeprefix("data: "))
+    assert last["choices"][0]["finish_reason"] == "length"  # all 48 tokens, not cut short
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"{narrow_server.base_url}/healthz", timeout=2)
+
+
+# -- soak --------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_server(tmp_path_factory: pytest.TempPathFactory, tiny_gguf: Path) -> Iterator[ServerProcess]:
+    store = tmp_path_factory.mktemp("tiny-store")
+    subprocess.run([sys.executable, "-m", "ovrunner.cli", "models", "import", str(tiny_gguf),
+                    "--name", "tiny", "--store-dir", str(store)], check=True)  # fmt: skip
+    process = ServerProcess(store, "--model", "tiny", "--preload").wait_ready()
+    yield process
+    process.stop()
+
+
+def rss_kib(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("VmRSS:")).split()[1])
+
+
+async def soak(base_url: str, total: int, concurrency: int, seed: int) -> dict[str, int]:
+    rng = random.Random(seed)
+    counts = {"done": 0, "cancelled": 0, "bad": 0}
+    limit = asyncio.Semaphore(concurrency)
+
+    async def one(client: httpx.AsyncClient, i: int) -> None:
+        cancel_at = rng.randint(1, 5) if i % 3 == 0 else None
+        body = {"model": "tiny", "stream": True, "max_tokens": 200, "ignore_eos": True,
+                "messages": [{"role": "user", "content": f"soak request {i}"}]}  # fmt: skip
+        async with limit, client.stream("POST", "/v1/chat/completions", json=body) as response:
+            events = 0
+            last = ""
+            async for line in response.aiter_lines():
+                if not line.startswith("data: "):
+                    continue
+                events += 1
+                last = line
+                if cancel_at is not None and events >= cancel_at:
+                    counts["cancelled"] += 1
+                    return  # leaving the block closes the connection mid-stream
+            counts["done" if last == "data: [DONE]" else "bad"] += 1
+
+    async with httpx.AsyncClient(base_url=base_url, timeout=60) as client:
+        await asyncio.gather(*(one(client, i) for i in range(total)))
+    return counts
+
+
+def test_soak_leaves_nothing_behind(tiny_server: ServerProcess) -> None:
+    asyncio.run(soak(tiny_server.base_url, 24, 6, seed=1))  # warm up allocators and caches
+    before = rss_kib(tiny_server.process.pid)
+    counts = asyncio.run(soak(tiny_server.base_url, 300, 8, seed=2))
+    assert counts["bad"] == 0 and counts["done"] + counts["cancelled"] == 300
+    assert counts["cancelled"] >= 90
+    deadline = time.monotonic() + 5
+    while True:
+        stats = httpx.get(f"{tiny_server.base_url}/engines/ps").json()["runners"][0]["stats"]
+        if stats["admitted"] == 0 and not stats["pipeline_busy"]:
+            break
+        assert time.monotonic() < deadline, stats
+        time.sleep(0.05)
+    growth_mib = (rss_kib(tiny_server.process.pid) - before) / 1024
+    assert growth_mib < 64, f"resident memory grew by {growth_mib:.1f} MiB"
+    answer = httpx.post(f"{tiny_server.base_url}/v1/completions", timeout=30,
+                        json={"model": "tiny", "prompt": "after", "max_tokens": 4}).json()  # fmt: skip
+    assert answer["choices"][0]["finish_reason"] in ("stop", "length")
