@@ -11,6 +11,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 from ovrunner.busy import BusyCounter, NpuSysfsCounter, ProcessCpuCounter
 from ovrunner.engines.base import LoadConfig
@@ -21,6 +22,7 @@ from ovrunner.errors import MethodNotAllowedError, NotFoundError, OvrunnerError
 from ovrunner.jobs import JobPresets
 from ovrunner.lifecycle import Lifecycle, parse_keep_alive
 from ovrunner.metrics import AccessLog, Metrics
+from ovrunner.openapi import openapi_json
 from ovrunner.routes import models, openai, ops, worker
 from ovrunner.security import ApiKeyGuard, BodyLimit
 from ovrunner.settings import Settings
@@ -80,7 +82,13 @@ def create_app(settings: Settings, registry: EngineRegistry | None = None) -> St
             await lifecycle.close()
 
     app = Starlette(
-        routes=[*models.routes(), *openai.routes(), *worker.routes(), *ops.routes()],
+        routes=[
+            *models.routes(),
+            *openai.routes(),
+            *worker.routes(),
+            *ops.routes(),
+            Route("/openapi.json", openapi_json, methods=["GET"]),
+        ],
         exception_handlers={
             OvrunnerError: _ovrunner_error,
             HTTPException: _http_error,

@@ -1,0 +1,118 @@
+"""The OpenAPI document, generated from the wire models, for fuzzers and client generators.
+
+One table lists every route with its request and answer models; pydantic writes the schemas.
+A unit test holds the table to the app's routes, so a new route cannot be left out.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from ovrunner import __version__
+from ovrunner.protocol.openai import (
+    ChatCompletion,
+    ChatCompletionRequest,
+    Completion,
+    CompletionRequest,
+    Model,
+    ModelList,
+)
+from ovrunner.protocol.worker import WorkerRequest, WorkerResponse
+from ovrunner.routes.models import ImportRequest, PullRequest
+
+
+class ErrorObject(BaseModel):
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorObject
+
+
+# (method, path, summary, request model, answer model; None: a JSON object described in docs)
+ROUTES: list[tuple[str, str, str, type[BaseModel] | None, type[BaseModel] | None]] = [
+    ("get", "/v1/models", "List models", None, ModelList),
+    ("get", "/v1/models/{model}", "Retrieve a model", None, Model),
+    ("delete", "/v1/models/{model}", "Delete a stored model", None, None),
+    ("post", "/v1/chat/completions", "Create a chat completion", ChatCompletionRequest,
+     ChatCompletion),
+    ("post", "/v1/completions", "Create a completion", CompletionRequest, Completion),
+    ("get", "/engines/{engine}/v1/models", "List the models of one engine", None, ModelList),
+    ("get", "/engines/{engine}/v1/models/{model}", "Retrieve a model", None, Model),
+    ("post", "/engines/{engine}/v1/chat/completions", "Chat on one engine",
+     ChatCompletionRequest, ChatCompletion),
+    ("post", "/engines/{engine}/v1/completions", "Complete on one engine", CompletionRequest,
+     Completion),
+    ("post", "/exp/v1/worker/generate", "Run a worker job", WorkerRequest, WorkerResponse),
+    ("post", "/exp/v1/worker/extract-memory-candidates", "Propose memory candidates",
+     WorkerRequest, WorkerResponse),
+    ("post", "/exp/v1/worker/condense-notification", "Condense a notification", WorkerRequest,
+     WorkerResponse),
+    ("post", "/v1/worker/generate", "Run a worker job (original contract)", WorkerRequest,
+     WorkerResponse),
+    ("post", "/v1/worker/extract-memory-candidates", "Memory candidates (original contract)",
+     WorkerRequest, WorkerResponse),
+    ("post", "/v1/worker/condense-notification", "Notification (original contract)",
+     WorkerRequest, WorkerResponse),
+    ("get", "/models", "The model store", None, None),
+    ("post", "/models/pull", "Pull a model from the Hugging Face Hub", PullRequest, None),
+    ("post", "/models/import", "Import a local GGUF file or IR directory", ImportRequest, None),
+    ("delete", "/models/{model}", "Delete a stored model", None, None),
+    ("get", "/healthz", "Health", None, None),
+    ("get", "/engines/status", "Engine status", None, None),
+    ("get", "/engines/ps", "Loaded runners", None, None),
+    ("get", "/metrics", "Prometheus metrics", None, None),
+    ("get", "/openapi.json", "This document", None, None),
+]  # fmt: skip
+
+
+def _ref(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+def build_document() -> dict[str, Any]:
+    models = {m for _, _, _, request, answer in ROUTES for m in (request, answer) if m}
+    models.add(ErrorResponse)
+    _, definitions = models_json_schema(
+        [(m, "validation") for m in sorted(models, key=lambda m: m.__name__)],
+        ref_template="#/components/schemas/{model}",
+    )
+    error = {"description": "An error, in OpenAI's shape",
+             "content": {"application/json": {"schema": _ref(ErrorResponse)}}}  # fmt: skip
+    paths: dict[str, dict[str, Any]] = {}
+    for method, path, summary, request, answer in ROUTES:
+        ok: dict[str, Any] = {"description": "Success"}
+        if answer is not None:
+            ok["content"] = {"application/json": {"schema": _ref(answer)}}
+        operation: dict[str, Any] = {"summary": summary,
+                                     "responses": {"200": ok, "default": error}}  # fmt: skip
+        parameters = [
+            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            for name in ("engine", "model") if f"{{{name}}}" in path
+        ]
+        if parameters:
+            operation["parameters"] = parameters
+        if request is not None:
+            operation["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": _ref(request)}},
+            }
+        paths.setdefault(path, {})[method] = operation
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "ovrunner", "version": __version__},
+        "paths": paths,
+        "components": {"schemas": definitions["$defs"]},
+    }
+
+
+async def openapi_json(request: Request) -> JSONResponse:
+    return JSONResponse(build_document())
