@@ -10,6 +10,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
@@ -117,5 +118,6 @@ class AccessLog:
             route = getattr(scope.get("route"), "path", "unmatched")
             self.metrics.requests.labels(route, str(status)).inc()
             self.metrics.request_seconds.labels(route).observe(seconds)
-            access_log.info("%s %s %d %.1f ms", scope["method"], scope["path"], status,
-                            seconds * 1000)  # fmt: skip
+            # Percent-encoded: a path with newlines or control characters cannot forge lines.
+            path = quote(scope["path"], safe="/:@-._~!$&'()*+,;=")
+            access_log.info("%s %s %d %.1f ms", scope["method"], path, status, seconds * 1000)

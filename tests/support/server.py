@@ -19,6 +19,9 @@ def free_port() -> int:
 
 
 class ServerProcess:
+    # Every server a test session started, so the session can scan all their logs at the end.
+    started: list[ServerProcess] = []
+
     def __init__(self, store_dir: Path, *args: str, env: dict[str, str] | None = None) -> None:
         self.store_dir = store_dir
         self.port = free_port()
@@ -27,6 +30,7 @@ class ServerProcess:
         command = [sys.executable, "-m", "ovrunner.cli", "serve", "--port", str(self.port),
                    "--store-dir", str(store_dir), *args]  # fmt: skip
         self._log = self.log_path.open("wb")
+        ServerProcess.started.append(self)
         self.process = subprocess.Popen(
             command, stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
         )

@@ -84,3 +84,10 @@ def test_model_ids_never_become_paths(model_id: str, tmp_path: Path) -> None:
         validate_model_id(model_id)
     with pytest.raises(InvalidValueError):
         ModelStore(tmp_path).get(model_id)
+
+
+def test_the_access_log_escapes_paths(client: TestClient, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("INFO", logger="ovrunner.access"):
+        client.get("/v1/models/evil%0AINFO%20forged%20line")
+    lines = [r.getMessage() for r in caplog.records if r.name == "ovrunner.access"]
+    assert lines == ["GET /v1/models/evil%0AINFO%20forged%20line 404 " + lines[0].split(" 404 ")[1]]
