@@ -36,3 +36,9 @@ def test_every_setting_is_documented() -> None:
 
     docs = (Path(__file__).parents[2] / "docs" / "settings.md").read_text()
     assert [name for name in Settings.model_fields if f"| `{name}` |" not in docs] == []
+
+
+def test_the_example_file_loads() -> None:
+    example = Path(__file__).parents[2] / "configs" / "ovrunner.example.toml"
+    settings = load_settings(example)
+    assert settings.keep_alive == "5m" and settings.max_body_bytes == 1 << 20
