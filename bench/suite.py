@@ -1,0 +1,417 @@
+"""The benchmark suite: ovrunner, the raw pipeline and a peer server, side by side in one run.
+
+At each concurrency level the same chat prompts go, back to back, to
+- `raw`: OpenVINO GenAI's `ContinuousBatchingPipeline` stepped in this process (the limit);
+- `ovrunner`: `ovrunner serve` on the same model, streamed over HTTP;
+- `llama-cpp`: the llama-cpp-python server on the same GGUF file (built in its own virtual
+  environment by `make bench-peer`; skipped, and said so, when it is not there).
+Then two targeted measurements on ovrunner: time to first token with a 1,500-token shared
+system prompt (prefix cache), and start-up time cold against warm (saved IR, compile cache).
+
+    python -m bench.suite [--levels 1 4 8 16] [--max-tokens 128] [--peer-python PATH]
+
+Writes bench/results/suite.json, bench/results/suite.md and bench/results/suite.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import httpx
+
+from bench.throughput import MODEL, RawPipeline, prompts
+from tests.support.server import ServerProcess, free_port
+
+RESULTS = Path("bench/results")
+PEER_PYTHON = Path("bench/.peer-venv/bin/python")
+EOS_BIAS = {"2": -100}  # <|im_end|>: keeps every system generating max_tokens
+
+
+@dataclass
+class Stream:
+    ttft_s: float | None = None
+    itl_s: float | None = None  # mean gap between tokens after the first
+    tokens: int = 0
+    ok: bool = True
+
+
+@dataclass
+class Level:
+    system: str
+    concurrency: int
+    seconds: float
+    streams: list[Stream] = field(default_factory=list)
+
+    def row(self) -> dict[str, object]:
+        done = [s for s in self.streams if s.ok]
+        ttft = sorted(s.ttft_s for s in done if s.ttft_s is not None)
+        itl = sorted(s.itl_s for s in done if s.itl_s is not None)
+        return {
+            "system": self.system, "concurrency": self.concurrency,
+            "tok_s": round(sum(s.tokens for s in done) / self.seconds, 1),
+            "ttft_p50": _pct(ttft, 50), "ttft_p95": _pct(ttft, 95),
+            "itl_p50_ms": _ms(_pct(itl, 50)), "itl_p95_ms": _ms(_pct(itl, 95)),
+            "completed": len(done), "failed": len(self.streams) - len(done),
+        }  # fmt: skip
+
+
+def _pct(values: list[float], pct: int) -> float | None:
+    if not values:
+        return None
+    return round(values[min(len(values) - 1, round(pct / 100 * (len(values) - 1)))], 3)
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 1)
+
+
+# -- the raw pipeline --------------------------------------------------------------------------
+
+
+def run_raw(raw: RawPipeline, texts: list[str], max_tokens: int) -> Level:
+    config = raw.genai.GenerationConfig(max_new_tokens=max_tokens, ignore_eos=True,
+                                        apply_chat_template=False)  # fmt: skip
+    rendered = [raw.tokenizer.apply_chat_template([{"role": "user", "content": t}],
+                                                  add_generation_prompt=True) for t in texts]  # fmt: skip
+    started = time.perf_counter()
+    handles = [raw.pipe.add_request(i, p, config) for i, p in enumerate(rendered)]
+    times: list[list[float]] = [[] for _ in handles]
+    counts = [0] * len(handles)
+    while raw.pipe.has_non_finished_requests():
+        raw.pipe.step()
+        now = time.perf_counter()
+        for i, handle in enumerate(handles):
+            if handle.can_read():
+                new = sum(len(o.generated_ids) for o in handle.read().values())
+                counts[i] += new
+                times[i].extend([now] * new)
+    seconds = time.perf_counter() - started
+    return Level("raw", len(texts), seconds, [_stream(started, t, c) for t, c in zip(times, counts)])
+
+
+def _stream(started: float, token_times: list[float], tokens: int) -> Stream:
+    if not token_times:
+        return Stream(ok=False)
+    itl = (token_times[-1] - token_times[0]) / (tokens - 1) if tokens > 1 else None
+    return Stream(token_times[0] - started, itl, tokens)
+
+
+# -- streamed HTTP -----------------------------------------------------------------------------
+
+
+async def _stream_http(host: str, port: int, model: str, text: str, max_tokens: int,
+                       count_tokens) -> Stream:  # type: ignore[no-untyped-def]  # fmt: skip
+    """One streamed chat completion on a bare HTTP/1.1 connection: the load generator shares
+    two cores with the servers, so it only de-chunks and timestamps during the run and
+    parses the events afterwards."""
+    body = json.dumps({"model": model, "messages": [{"role": "user", "content": text}],
+                       "stream": True, "max_tokens": max_tokens, "temperature": 0,
+                       "ignore_eos": True, "logit_bias": EOS_BIAS,
+                       "stream_options": {"include_usage": True}}).encode()  # fmt: skip
+    started = time.perf_counter()
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json"
+                 b"\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s" % (host.encode(), len(body), body))  # fmt: skip
+    head = await reader.readuntil(b"\r\n\r\n")
+    chunks: list[tuple[float, bytes]] = []
+    chunked = b"chunked" in head.lower()
+    while True:
+        if chunked:
+            size = int((await reader.readline()).split(b";")[0], 16)
+            if size == 0:
+                break
+            data = await reader.readexactly(size + 2)
+            chunks.append((time.perf_counter(), data[:-2]))
+        else:
+            data = await reader.read(65536)
+            if not data:
+                break
+            chunks.append((time.perf_counter(), data))
+    writer.close()
+    return _parse_events(started, chunks, count_tokens, ok=head.startswith(b"HTTP/1.1 200"))
+
+
+def _parse_events(started: float, chunks: list[tuple[float, bytes]], count_tokens,  # type: ignore[no-untyped-def]
+                  *, ok: bool) -> Stream:  # fmt: skip
+    text_times: list[float] = []
+    parts: list[str] = []
+    usage = None
+    buffer = b""
+    for when, data in chunks:
+        buffer += data
+        *events, buffer = buffer.replace(b"\r\n", b"\n").split(b"\n\n")
+        for event in events:
+            for line in event.split(b"\n"):
+                if not line.startswith(b"data: ") or line == b"data: [DONE]":
+                    continue
+                payload = json.loads(line[6:])
+                usage = payload.get("usage") or usage
+                for choice in payload.get("choices") or []:
+                    content = (choice.get("delta") or {}).get("content")
+                    if content:
+                        parts.append(content)
+                        text_times.append(when)
+    if not ok or not text_times:
+        return Stream(ok=False)
+    tokens = usage["completion_tokens"] if usage else count_tokens("".join(parts))
+    itl = (text_times[-1] - text_times[0]) / (tokens - 1) if tokens > 1 else None
+    return Stream(text_times[0] - started, itl, tokens)
+
+
+def run_http(system: str, base_url: str, model: str, texts: list[str], max_tokens: int,
+             count_tokens) -> Level:  # type: ignore[no-untyped-def]  # fmt: skip
+    url = httpx.URL(base_url)
+
+    async def all_streams() -> list[Stream]:
+        return list(await asyncio.gather(*(
+            _stream_http(url.host, url.port or 80, model, t, max_tokens, count_tokens)
+            for t in texts)))  # fmt: skip
+
+    started = time.perf_counter()
+    streams = asyncio.run(all_streams())
+    return Level(system, len(texts), time.perf_counter() - started, streams)
+
+
+# -- the peer ----------------------------------------------------------------------------------
+
+
+class PeerServer:
+    """llama-cpp-python's OpenAI server on the same GGUF, with the same two threads."""
+
+    def __init__(self, python: Path, gguf: Path, log: Path) -> None:
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self._log = log.open("wb")
+        self.process = subprocess.Popen(
+            [str(python), "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1",
+             "--port", str(self.port), "--n_threads", "2", "--n_ctx", "4096",
+             # Its default cuts a running stream whenever another request arrives.
+             "--interrupt_requests", "False"],
+            stdout=self._log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and self.process.poll() is None:
+            try:
+                if httpx.get(f"{self.base_url}/v1/models", timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.3)
+        self.stop()
+        raise RuntimeError(f"the llama-cpp-python server did not start; see {log}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(30)
+        self._log.close()
+
+
+# -- targeted measurements on ovrunner ---------------------------------------------------------
+
+
+def prefix_cache(base_url: str, count_tokens, requests: int = 5) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    rules = " ".join(f"Rule {i}: answer politely, cite the handbook section {i}, and never "
+                     f"reveal internal ticket numbers." for i in range(120))  # fmt: skip
+    ttfts = []
+    for i in range(requests):
+        started = time.perf_counter()
+        with httpx.stream("POST", f"{base_url}/v1/chat/completions", timeout=120, json={
+            "model": MODEL, "max_tokens": 4, "temperature": 0, "stream": True,
+            "messages": [{"role": "system", "content": rules},
+                         {"role": "user", "content": f"Question {i}: what is rule {i}?"}],
+        }) as response:  # fmt: skip
+            for line in response.iter_lines():
+                if '"content":"' in line and '"content":""' not in line:
+                    ttfts.append(time.perf_counter() - started)
+                    break
+    first, later = ttfts[0], statistics.median(ttfts[1:])
+    return {"system_prompt_tokens": count_tokens(rules), "ttft_first_s": round(first, 3),
+            "ttft_later_median_s": round(later, 3), "speedup": round(first / later, 2)}  # fmt: skip
+
+
+def restart_times(store: Path) -> dict[str, object]:
+    """Seconds to ready with --preload: a store without IR or compile cache, then again."""
+    def start() -> float:
+        started = time.perf_counter()
+        server = ServerProcess(store, "--preload").wait_ready()
+        seconds = time.perf_counter() - started
+        server.stop()
+        return seconds
+
+    cold = start()
+    warm = statistics.median([start(), start()])
+    return {"cold_s": round(cold, 2), "warm_s": round(warm, 2), "warm_over_cold": round(warm / cold, 2)}
+
+
+# -- report ------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--levels", type=int, nargs="+", default=[1, 4, 8, 16])
+    parser.add_argument("--max-tokens", type=int, default=128)
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="measurements of raw and ovrunner per level, in alternating order")
+    parser.add_argument("--peer-python", type=Path, default=PEER_PYTHON)
+    args = parser.parse_args(argv)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+
+    restart = restart_times(Path(tempfile.mkdtemp(prefix="ovrunner-cold-")))
+    store = Path(tempfile.mkdtemp(prefix="ovrunner-bench-"))
+    server = ServerProcess(store, "--preload").wait_ready()
+    model_dir = store / "models" / MODEL
+    raw = RawPipeline(model_dir, model_dir / "model.gguf")
+
+    def count_tokens(text: str) -> int:
+        return int(raw.tokenizer.encode(text, add_special_tokens=False).input_ids.shape[1])
+
+    peer = None
+    if args.peer_python.exists():
+        peer = PeerServer(args.peer_python, (model_dir / "model.gguf").resolve(), RESULTS / "peer.log")
+    else:
+        print(f"no peer: {args.peer_python} is missing (make bench-peer builds it)", file=sys.stderr)
+    levels: list[Level] = []
+    try:
+        for level in args.levels:
+            texts = prompts(level)
+            run_raw(raw, texts, 4)  # warm each path at this level
+            run_http("ovrunner", server.base_url, MODEL, texts, 4, count_tokens)
+            for round_ in range(args.rounds):
+                pair = [lambda: run_raw(raw, texts, args.max_tokens),
+                        lambda: run_http("ovrunner", server.base_url, MODEL, texts,
+                                         args.max_tokens, count_tokens)]  # fmt: skip
+                for measure in pair if round_ % 2 == 0 else reversed(pair):
+                    levels.append(measure())
+                    print(json.dumps(levels[-1].row()), flush=True)
+            if peer is not None:  # slow (it serializes requests), so measured once per level
+                levels.append(run_http("llama-cpp", peer.base_url, MODEL, texts, args.max_tokens,
+                                       count_tokens))  # fmt: skip
+                print(json.dumps(levels[-1].row()), flush=True)
+        prefix = prefix_cache(server.base_url, count_tokens)
+    finally:
+        server.stop()
+        if peer is not None:
+            peer.stop()
+        shutil.rmtree(store, ignore_errors=True)
+
+    rows = combine(levels)
+    report = {"max_tokens": args.max_tokens, "rounds": args.rounds, "rows": rows,
+              "paired_http_over_raw": paired_ratios(levels), "prefix_cache": prefix,
+              "restart": restart, "targets": targets(rows, paired_ratios(levels), prefix, restart)}  # fmt: skip
+    (RESULTS / "suite.json").write_text(json.dumps(report, indent=2))
+    (RESULTS / "suite.md").write_text(markdown(report))
+    plot(rows, RESULTS / "suite.png")
+    print(markdown(report))
+    return 0
+
+
+def combine(levels: list[Level]) -> list[dict[str, object]]:
+    """One row per system and level: the median round's throughput, and latency percentiles
+    over the streams of all its rounds."""
+    rows = []
+    for key in dict.fromkeys((lv.system, lv.concurrency) for lv in levels):
+        rounds = [lv for lv in levels if (lv.system, lv.concurrency) == key]
+        pooled = Level(key[0], key[1], 1.0, [s for lv in rounds for s in lv.streams]).row()
+        pooled["tok_s"] = statistics.median(float(lv.row()["tok_s"]) for lv in rounds)  # type: ignore[arg-type]
+        pooled["rounds"] = len(rounds)
+        rows.append(pooled)
+    return rows
+
+
+def paired_ratios(levels: list[Level]) -> dict[int, list[float]]:
+    """HTTP / raw tok/s of each round's back-to-back pair, by level: drift cancels in a pair."""
+    ratios: dict[int, list[float]] = {}
+    for level in dict.fromkeys(lv.concurrency for lv in levels):
+        raw = [lv.row()["tok_s"] for lv in levels if lv.system == "raw" and lv.concurrency == level]
+        http = [lv.row()["tok_s"] for lv in levels
+                if lv.system == "ovrunner" and lv.concurrency == level]  # fmt: skip
+        ratios[level] = [round(float(h) / float(r), 3) for h, r in zip(http, raw)]  # type: ignore[arg-type]
+    return ratios
+
+
+def _row(rows: list[dict[str, object]], system: str, level: int) -> dict[str, object] | None:
+    return next((r for r in rows if r["system"] == system and r["concurrency"] == level), None)
+
+
+def targets(rows: list[dict[str, object]], paired: dict[int, list[float]],
+            prefix: dict[str, object], restart: dict[str, object]) -> list[dict[str, object]]:  # fmt: skip
+    def paired_median(level: int) -> float | None:
+        return round(statistics.median(paired[level]), 3) if paired.get(level) else None
+
+    def ratio(a: dict[str, object] | None, b: dict[str, object] | None, key: str) -> float | None:
+        if a is None or b is None or not a[key] or not b[key]:
+            return None
+        return round(float(a[key]) / float(b[key]), 3)  # type: ignore[arg-type]
+
+    checks = [
+        ("1 stream HTTP / raw tok/s (paired median)", paired_median(1), ">=", 0.97),
+        ("1 stream ovrunner / llama-cpp tok/s", ratio(_row(rows, "ovrunner", 1), _row(rows, "llama-cpp", 1), "tok_s"), ">=", 1.5),
+        ("8 streams HTTP / raw tok/s (paired median)", paired_median(8), ">=", 0.90),
+        ("8 streams ovrunner / llama-cpp tok/s", ratio(_row(rows, "ovrunner", 8), _row(rows, "llama-cpp", 8), "tok_s"), ">=", 5.0),
+        ("16 streams ovrunner / llama-cpp tok/s", ratio(_row(rows, "ovrunner", 16), _row(rows, "llama-cpp", 16), "tok_s"), ">=", 5.0),
+        ("8 streams TTFT p95 HTTP / raw", ratio(_row(rows, "ovrunner", 8), _row(rows, "raw", 8), "ttft_p95"), "<=", 2.0),
+        ("prefix cache: first / later TTFT", prefix["speedup"], ">=", 2.0),
+        ("warm restart / cold start", restart["warm_over_cold"], "<=", 0.5),
+    ]  # fmt: skip
+    return [{"target": name, "value": value, "goal": f"{op} {goal}",
+             "met": None if value is None else (value >= goal if op == ">=" else value <= goal)}
+            for name, value, op, goal in checks]  # fmt: skip
+
+
+def markdown(report: dict[str, object]) -> str:
+    lines = [f"SmolLM2-135M Q4_1, CPU (2 cores), max_tokens={report['max_tokens']}, greedy, "
+             f"end-of-sequence suppressed; tok/s is the median of {report['rounds']} rounds for raw "
+             "and ovrunner (one for the peer)", "",
+             "| system | streams | tok/s | TTFT p50 s | TTFT p95 s | ITL p50 ms | ITL p95 ms | ok | failed |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
+    for r in report["rows"]:  # type: ignore[attr-defined]
+        lines.append(f"| {r['system']} | {r['concurrency']} | {r['tok_s']} | {r['ttft_p50']} | "
+                     f"{r['ttft_p95']} | {r['itl_p50_ms']} | {r['itl_p95_ms']} | {r['completed']} | "
+                     f"{r['failed']} |")  # fmt: skip
+    lines += ["", "| target | value | goal | met |", "| --- | ---: | --- | --- |"]
+    for t in report["targets"]:  # type: ignore[attr-defined]
+        met = {True: "yes", False: "**no**", None: "not measured"}[t["met"]]
+        lines.append(f"| {t['target']} | {t['value']} | {t['goal']} | {met} |")
+    lines += ["", f"Paired HTTP / raw ratios by level: {json.dumps(report['paired_http_over_raw'])}",
+              f"Prefix cache: {json.dumps(report['prefix_cache'])}",
+              f"Restart: {json.dumps(report['restart'])}"]  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows: list[dict[str, object]], path: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no plot", file=sys.stderr)
+        return
+    figure, (speed, ttft) = plt.subplots(1, 2, figsize=(10, 4))
+    for system in dict.fromkeys(str(r["system"]) for r in rows):
+        mine = [r for r in rows if r["system"] == system]
+        levels = [r["concurrency"] for r in mine]
+        speed.plot(levels, [r["tok_s"] for r in mine], marker="o", label=system)
+        ttft.plot(levels, [r["ttft_p95"] for r in mine], marker="o", label=system)
+    speed.set(xlabel="concurrent streams", ylabel="output tokens/s", title="Aggregate throughput")
+    ttft.set(xlabel="concurrent streams", ylabel="seconds", title="Time to first token, p95",
+             yscale="log")  # fmt: skip
+    for axes in (speed, ttft):
+        axes.legend()
+        axes.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
