@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import re
+import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import openai
 import pytest
@@ -16,6 +18,17 @@ MODEL = "smollm2-135m"
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """One server on the embedded SmolLM2, loaded at start-up, shared by the session."""
     process = ServerProcess(tmp_path_factory.mktemp("store"), "--preload").wait_ready()
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="session")
+def tiny_server(tmp_path_factory: pytest.TempPathFactory, tiny_gguf: Path) -> Iterator[ServerProcess]:
+    """A server on the tiny test model, imported with the CLI: fast enough to soak and fuzz."""
+    store = tmp_path_factory.mktemp("tiny-store")
+    subprocess.run([sys.executable, "-m", "ovrunner.cli", "models", "import", str(tiny_gguf),
+                    "--name", "tiny", "--store-dir", str(store)], check=True)  # fmt: skip
+    process = ServerProcess(store, "--model", "tiny", "--preload").wait_ready()
     yield process
     process.stop()
 
@@ -65,7 +78,7 @@ def logs_hold_no_content() -> Iterator[None]:
     the prompts or inputs the suite sent."""
     yield
     texts = sent_texts()
-    assert len(texts) > 10
+    assert texts
     for server in ServerProcess.started:
         log = server.log_path.read_text(errors="replace")
         odd = [line for line in log.splitlines() if line and not LOG_LINE.fullmatch(line)]

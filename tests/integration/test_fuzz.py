@@ -4,27 +4,12 @@ no answer is a 5xx, and every error body is the OpenAI error object."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 
 from tests.support.server import ServerProcess
-
-
-@pytest.fixture(scope="module")
-def fuzz_server(tmp_path_factory: pytest.TempPathFactory, tiny_gguf: Path) -> Iterator[ServerProcess]:
-    store = tmp_path_factory.mktemp("fuzz-store")
-    subprocess.run([sys.executable, "-m", "ovrunner.cli", "models", "import", str(tiny_gguf),
-                    "--name", "tiny", "--store-dir", str(store)], check=True)  # fmt: skip
-    process = ServerProcess(store, "--model", "tiny", "--preload").wait_ready()
-    yield process
-    process.stop()
 
 
 @schemathesis.check
@@ -37,9 +22,9 @@ def openai_error_shape(ctx, response, case) -> None:  # type: ignore[no-untyped-
     assert isinstance(body["error"]["message"], str) and isinstance(body["error"]["code"], str)
 
 
-def test_no_route_fails_or_answers_out_of_shape(fuzz_server: ServerProcess) -> None:
+def test_no_route_fails_or_answers_out_of_shape(tiny_server: ServerProcess) -> None:
     # schemathesis' pytest plugin does not run on this pytest; its Python API does.
-    schema = schemathesis.openapi.from_url(f"{fuzz_server.base_url}/openapi.json")
+    schema = schemathesis.openapi.from_url(f"{tiny_server.base_url}/openapi.json")
     # Pulling reaches for the network, and deleting would remove the fuzzed model itself.
     schema = schema.exclude(path="/models/pull").exclude(method="DELETE")
     operations = [result.ok() for result in schema.get_all_operations()]
@@ -54,7 +39,7 @@ def test_no_route_fails_or_answers_out_of_shape(fuzz_server: ServerProcess) -> N
             case.call_and_validate(checks=[not_a_server_error, openai_error_shape], timeout=60)
 
         fuzz()
-    assert fuzz_server.process.poll() is None  # still serving after the fuzzing
-    requests = fuzz_server.log().count("ovrunner.access")
+    assert tiny_server.process.poll() is None  # still serving after the fuzzing
+    requests = tiny_server.log().count("ovrunner.access")
     print(f"{requests} requests")
     assert requests > 10 * len(operations)

@@ -6,8 +6,6 @@ import asyncio
 import json
 import random
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -82,16 +80,6 @@ def test_sigterm_drains_in_flight_streams(narrow_server: ServerProcess) -> None:
 # -- soak --------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def tiny_server(tmp_path_factory: pytest.TempPathFactory, tiny_gguf: Path) -> Iterator[ServerProcess]:
-    store = tmp_path_factory.mktemp("tiny-store")
-    subprocess.run([sys.executable, "-m", "ovrunner.cli", "models", "import", str(tiny_gguf),
-                    "--name", "tiny", "--store-dir", str(store)], check=True)  # fmt: skip
-    process = ServerProcess(store, "--model", "tiny", "--preload").wait_ready()
-    yield process
-    process.stop()
-
-
 def rss_kib(pid: int) -> int:
     status = Path(f"/proc/{pid}/status").read_text()
     return int(next(line for line in status.splitlines() if line.startswith("VmRSS:")).split()[1])
@@ -130,13 +118,7 @@ def test_soak_leaves_nothing_behind(tiny_server: ServerProcess) -> None:
     counts = asyncio.run(soak(tiny_server.base_url, 300, 8, seed=2))
     assert counts["bad"] == 0 and counts["done"] + counts["cancelled"] == 300
     assert counts["cancelled"] >= 90
-    deadline = time.monotonic() + 5
-    while True:
-        stats = httpx.get(f"{tiny_server.base_url}/engines/ps").json()["runners"][0]["stats"]
-        if stats["admitted"] == 0 and not stats["pipeline_busy"]:
-            break
-        assert time.monotonic() < deadline, stats
-        time.sleep(0.05)
+    tiny_server.wait_idle(timeout=5)
     growth_mib = (rss_kib(tiny_server.process.pid) - before) / 1024
     assert growth_mib < 64, f"resident memory grew by {growth_mib:.1f} MiB"
     answer = httpx.post(f"{tiny_server.base_url}/v1/completions", timeout=30,

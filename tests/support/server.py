@@ -50,6 +50,17 @@ class ServerProcess:
         self.stop()
         raise RuntimeError(f"the server was not ready within {timeout} s:\n{self.log()}")
 
+    def wait_idle(self, timeout: float) -> float:
+        """Seconds until the first runner holds no request, in ovrunner or in its pipeline;
+        fails after `timeout`."""
+        started = time.monotonic()
+        while True:
+            stats = httpx.get(f"{self.base_url}/engines/ps").json()["runners"][0]["stats"]
+            if stats["admitted"] == 0 and not stats["pipeline_busy"]:
+                return time.monotonic() - started
+            assert time.monotonic() - started < timeout, stats
+            time.sleep(0.02)
+
     def log(self) -> str:
         self._log.flush()
         return self.log_path.read_text(errors="replace")

@@ -57,6 +57,24 @@ def require_device(device: str) -> None:
         )
 
 
+def openvino_status(device: str | None = None, detail: str = "") -> EngineState:
+    """Running with the OpenVINO GenAI version and devices; not installed when it does not
+    import; error when `device` (if given) is absent."""
+    try:
+        genai = import_genai()
+        devices = available_devices()
+    except Exception as exc:
+        return EngineState(EngineStatus.NOT_INSTALLED, str(exc))
+    if device is not None:
+        try:
+            require_device(device)
+        except EngineUnavailableError as exc:
+            return EngineState(EngineStatus.ERROR, exc.message)
+    version = genai.__version__.split("-")[0]
+    return EngineState(EngineStatus.RUNNING,
+                       f"openvino-genai {version}; devices: {', '.join(devices)}{detail}")  # fmt: skip
+
+
 class OpenVINOEngine(Engine):
     name = "openvino"
 
@@ -64,15 +82,7 @@ class OpenVINOEngine(Engine):
         import_genai()
 
     def status(self) -> EngineState:
-        try:
-            genai = import_genai()
-            devices = available_devices()
-        except Exception as exc:
-            return EngineState(EngineStatus.NOT_INSTALLED, str(exc))
-        return EngineState(
-            EngineStatus.RUNNING,
-            f"openvino-genai {genai.__version__.split('-')[0]}; devices: {', '.join(devices)}",
-        )
+        return openvino_status()
 
     def describe(self, model: ModelRef) -> ModelInfo:
         return model_files.describe(model)

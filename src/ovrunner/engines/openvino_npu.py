@@ -22,7 +22,6 @@ from ovrunner.engines import model_files
 from ovrunner.engines.base import (
     Engine,
     EngineState,
-    EngineStatus,
     FinishReason,
     GenerationDelta,
     GenerationRequest,
@@ -33,7 +32,7 @@ from ovrunner.engines.base import (
 )
 from ovrunner.engines.detokenize import IncrementalDetokenizer
 from ovrunner.engines.generation import encode, generation_config, import_genai
-from ovrunner.engines.openvino import available_devices, open_model, require_device
+from ovrunner.engines.openvino import open_model, openvino_status, require_device
 from ovrunner.errors import (
     EngineError,
     InvalidValueError,
@@ -69,23 +68,7 @@ class OpenVINONpuEngine(Engine):
         import_genai()
 
     def status(self) -> EngineState:
-        try:
-            genai = import_genai()
-            devices = available_devices()
-        except Exception as exc:
-            return EngineState(EngineStatus.NOT_INSTALLED, str(exc))
-        family = self.device.split(".")[0].upper()
-        if not any(d.split(".")[0] == family for d in devices):
-            return EngineState(
-                EngineStatus.ERROR,
-                f"device {self.device} is not available on this machine "
-                f"(available: {', '.join(devices)})",
-            )
-        version = genai.__version__.split("-")[0]
-        return EngineState(
-            EngineStatus.RUNNING,
-            f"openvino-genai {version}; device {self.device}; serves {self.model_id}",
-        )
+        return openvino_status(self.device, f"; device {self.device}; serves {self.model_id}")
 
     def serves(self, model: ModelRef) -> bool:
         return model.id == self.model_id
