@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import httpx
+import pytest
 
 from ovrunner.app import create_app
 from ovrunner.engines.openvino import OpenVINOEngine
@@ -54,3 +55,33 @@ def test_a_failing_stream_ends_with_the_error_and_done_and_others_finish(
     error = json.loads(data[-2])["error"]
     assert error["message"] == "injected failure" and error["type"] == "server_error"
     assert [r["stats"]["running"] for r in ps.json()["runners"]] == [0]
+
+
+def test_the_sdk_sees_each_failure_as_its_exception(tmp_path: Path, tiny_gguf: Path) -> None:
+    import openai
+    from starlette.testclient import TestClient
+
+    ModelStore(tmp_path).add(tiny_gguf, "fake", engine="fake", source="test",
+                             context_window=lambda _: 512)  # fmt: skip
+    settings = Settings(store_dir=tmp_path, api_key="k", max_body_bytes=2048)  # type: ignore[arg-type]
+    app = create_app(settings, EngineRegistry([OpenVINOEngine(), FakeEngine()]))
+    with TestClient(app) as http:
+        def sdk(key: str = "k") -> openai.OpenAI:
+            return openai.OpenAI(base_url="http://testserver/v1", api_key=key,
+                                 http_client=http, max_retries=0)  # fmt: skip
+
+        failing = [{"role": "user", "content": FAIL}]
+        with pytest.raises(openai.AuthenticationError) as auth:
+            sdk("wrong").models.list()
+        assert auth.value.status_code == 401 and auth.value.code == "invalid_api_key"
+        with pytest.raises(openai.APIStatusError) as large:
+            sdk().completions.create(model="fake", prompt="x" * 4000)
+        assert large.value.status_code == 413 and large.value.code == "request_too_large"
+        with pytest.raises(openai.InternalServerError) as failed:
+            sdk().chat.completions.create(model="fake", messages=failing)
+        assert failed.value.status_code == 500 and failed.value.code == "engine_error"
+        with pytest.raises(openai.APIError, match="injected failure"):
+            for _ in sdk().chat.completions.create(model="fake", messages=failing, stream=True):
+                pass
+        assert sdk().chat.completions.create(model="fake", messages=[
+            {"role": "user", "content": "fine"}]).choices[0].finish_reason == "length"  # fmt: skip
