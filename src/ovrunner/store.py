@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import re
 import shutil
 import tempfile
@@ -22,9 +23,12 @@ from ovrunner.engines.base import ModelFormat, ModelRef
 from ovrunner.errors import (
     InvalidRequestError,
     InvalidValueError,
+    ModelLoadFailedError,
     ModelNotFoundError,
     OvrunnerError,
 )
+
+log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 _MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?$")
@@ -85,14 +89,24 @@ class ModelStore:
             return self._register_embedded(model_id, EMBEDDED[model_id])
         manifest_path = directory / MANIFEST
         if manifest_path.is_file():
-            manifest = Manifest(**json.loads(manifest_path.read_text()))
+            try:
+                manifest = _read_manifest(manifest_path)
+            except (OSError, ValueError, TypeError) as exc:
+                raise ModelLoadFailedError(
+                    f"the stored model {model_id!r} is damaged (its manifest: {exc}); "
+                    "remove it and import or pull it again"
+                ) from exc
             return manifest.ref(directory)
         raise ModelNotFoundError(f"The model {model_id!r} does not exist", param="model")
 
     def list_ids(self) -> list[str]:
-        stored = {
-            json.loads(p.read_text())["id"] for p in self.models_dir.glob(f"*/{MANIFEST}")
-        } if self.models_dir.is_dir() else set()
+        stored = set()
+        for path in self.models_dir.glob(f"*/{MANIFEST}") if self.models_dir.is_dir() else []:
+            try:
+                stored.add(_read_manifest(path).id)
+            except (OSError, ValueError, TypeError) as exc:
+                # A damaged entry is reported and skipped; it must not take the store down.
+                log.warning("skipping the damaged model entry %s: %s", path.parent.name, exc)
         available = {i for i, m in EMBEDDED.items() if importlib.util.find_spec(m.package)}
         return sorted(stored | available)
 
@@ -115,9 +129,12 @@ class ModelStore:
         return {**asdict(manifest), "size_bytes": size, "context_window": window}
 
     def remove(self, model_id: str) -> None:
-        """Delete a stored model and its files (for the embedded model: its link and IR)."""
-        self.get(model_id)
-        shutil.rmtree(self._dir(model_id))
+        """Delete a stored model and its files (for the embedded model: its link and IR).
+        Works on a damaged entry too, so it can be cleaned up."""
+        directory = self._dir(model_id)
+        if not directory.is_dir():
+            raise ModelNotFoundError(f"The model {model_id!r} does not exist", param="model")
+        shutil.rmtree(directory)
 
     def add(
         self,

@@ -71,3 +71,24 @@ def test_ids_that_could_be_paths_are_refused(tmp_path: Path, tiny_gguf: Path, na
     with pytest.raises(InvalidValueError):
         ModelStore(tmp_path).add(tiny_gguf, name, engine="openvino", source="t",
                                  context_window=_context)  # fmt: skip
+
+
+def test_a_damaged_entry_is_reported_not_fatal(tmp_path: Path, tiny_gguf: Path) -> None:
+    from starlette.testclient import TestClient
+
+    from ovrunner.app import create_app
+    from ovrunner.settings import Settings
+
+    store = ModelStore(tmp_path)
+    store.add(tiny_gguf, "good", engine="openvino", source="t", context_window=_context)
+    damaged = store.add(tiny_gguf, "damaged", engine="openvino", source="t", context_window=_context)
+    (damaged.path.parent / "manifest.json").write_text("{not json")
+    # Start-up preloads the damaged model: the server still comes up and serves the rest.
+    with TestClient(create_app(Settings(store_dir=tmp_path, model="damaged", preload=True))) as client:
+        ids = [m["id"] for m in client.get("/v1/models").json()["data"]]
+        assert "good" in ids and "damaged" not in ids
+        answer = client.post("/v1/completions", json={"model": "damaged", "prompt": "a"})
+        assert answer.status_code == 503 and answer.json()["error"]["code"] == "model_load_failed"
+        assert "damaged" in answer.json()["error"]["message"]
+        assert client.delete("/models/damaged").status_code == 200
+        assert client.get("/healthz").json()["ok"] is True

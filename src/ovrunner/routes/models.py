@@ -81,7 +81,6 @@ async def delete_model(request: Request) -> JSONResponse:
     store: ModelStore = request.app.state.store
     lifecycle: Lifecycle = request.app.state.lifecycle
     model_id = request.path_params["model"]
-    store.get(model_id)  # 404 for unknown ids
     lifecycle.unload_model(model_id)
     await asyncio.to_thread(store.remove, model_id)
     return JSONResponse({"id": model_id, "object": "model", "deleted": True})
