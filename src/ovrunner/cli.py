@@ -250,7 +250,7 @@ def _status(args: argparse.Namespace) -> int:
     print(f"ovrunner at {health['bind']}: default model {health['model']} on {health['device']}"
           f" ({'loaded' if health['loaded'] else 'not loaded'})")  # fmt: skip
     _table(["ENGINE", "STATUS", "DETAIL"], [[e["name"], e["status"], e["detail"]] for e in engines])
-    return 0 if all(e["status"] == "running" for e in engines) else 3
+    return 0 if health.get("ok") else 3
 
 
 def _size(size: int | None) -> str:
