@@ -118,3 +118,19 @@ def test_streamed_completion(client: openai.OpenAI) -> None:
     plain = client.completions.create(model=MODEL, prompt="Once upon a time", max_tokens=12, temperature=0)
     assert text == plain.choices[0].text
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 12
+
+
+def test_status_and_ps_commands(server: ServerProcess) -> None:
+    import json
+    import subprocess
+    import sys
+
+    def ovrunner(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "ovrunner.cli", *args, "--url", server.base_url],
+                              capture_output=True, text=True, timeout=60)  # fmt: skip
+
+    status = ovrunner("status")
+    assert status.returncode == 0 and "openvino" in status.stdout and "running" in status.stdout
+    runners = json.loads(ovrunner("ps", "--json").stdout)
+    assert [(r["model"], r["state"]) for r in runners] == [(MODEL, "ready")]
+    assert "smollm2-135m" in ovrunner("ps").stdout
