@@ -120,6 +120,10 @@ def test_soak_leaves_nothing_behind(tiny_server: ServerProcess) -> None:
     assert counts["cancelled"] >= 90
     tiny_server.wait_idle(timeout=5)
     growth_mib = (rss_kib(tiny_server.process.pid) - before) / 1024
+    print(f"soak: {counts}, resident memory grew {growth_mib:.1f} MiB")
+    # Measured: ~20 MiB per 300 such requests, all of it OpenVINO touching fresh pages of the
+    # KV cache it reserved (kv_cache_gb): the raw pipeline grows the same, and not at all with a
+    # small fixed num_kv_blocks; Python's heap grew by ~30 KiB. Bounded by kv_cache_gb.
     assert growth_mib < 64, f"resident memory grew by {growth_mib:.1f} MiB"
     answer = httpx.post(f"{tiny_server.base_url}/v1/completions", timeout=30,
                         json={"model": "tiny", "prompt": "after", "max_tokens": 4}).json()  # fmt: skip
