@@ -11,7 +11,6 @@ import logging
 import re
 import shutil
 from collections.abc import Callable
-from pathlib import Path
 
 from ovrunner.engines.base import ModelRef
 from ovrunner.errors import InvalidValueError, ModelNotFoundError, PullFailedError
@@ -69,7 +68,3 @@ def pull(
         )
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-
-
-def staging_dirs(store: ModelStore) -> list[Path]:
-    return sorted(store.models_dir.glob(".pull-*")) if store.models_dir.is_dir() else []

@@ -22,9 +22,7 @@ from ovrunner.busy import BusyCounter
 from ovrunner.engines.base import GenerationRequest, Runner, SamplingParams
 from ovrunner.errors import (
     BusyCounterNotMovedError,
-    InvalidRequestError,
     InvalidValueError,
-    UnsupportedParameterError,
 )
 
 MAX_INPUT_CHARS = 6000
@@ -162,13 +160,10 @@ async def run_job(
     last = None
     before = counter.read_us()
     started = time.perf_counter()
-    try:
-        async with aclosing(deltas):
-            async for delta in deltas:
-                parts.append(delta.text)
-                last = delta
-    except UnsupportedParameterError as exc:
-        raise InvalidRequestError(f"this job cannot run on its engine: {exc.message}") from exc
+    async with aclosing(deltas):
+        async for delta in deltas:
+            parts.append(delta.text)
+            last = delta
     generate_ms = (time.perf_counter() - started) * 1000
     busy = BusyReading(counter.name, before, counter.read_us())
     answer = shape_text(preset, "".join(parts))

@@ -66,7 +66,7 @@ class RunnerSlot:
     engine: str
     memory_bytes: int
     keep_alive: float
-    state: RunnerState = RunnerState.LOADING
+    loaded: bool = False
     since: float = field(default_factory=time.time)
     load_ms: float | None = None
     runner: Runner | None = None
@@ -76,6 +76,12 @@ class RunnerSlot:
     last_used: float = field(default_factory=time.monotonic)
     expires_at: float | None = None  # wall-clock time of the keep-alive deadline
     _timer: asyncio.TimerHandle | None = None
+
+    @property
+    def state(self) -> RunnerState:
+        if self.runner is not None and self.runner.failure is not None:
+            return RunnerState.ERROR
+        return RunnerState.READY if self.loaded else RunnerState.LOADING
 
     @property
     def key(self) -> tuple[str, str]:
@@ -225,7 +231,7 @@ class Lifecycle:
             slot.load_ms = (time.perf_counter() - started) * 1000
             if self.initial_load_ms is None:
                 self.initial_load_ms = slot.load_ms
-            slot.state = RunnerState.READY
+            slot.loaded = True
             slot.since = time.time()
             log.info("loaded %s on %s in %.0f ms", slot.model.id, engine.name, slot.load_ms)
             if self._on_load is not None:
@@ -275,9 +281,6 @@ class Lifecycle:
     # -- status ----------------------------------------------------------------------------
 
     def slots(self) -> list[RunnerSlot]:
-        for slot in self._slots.values():
-            if slot.runner is not None and slot.runner.failure is not None:
-                slot.state = RunnerState.ERROR
         return list(self._slots.values())
 
     def is_loaded(self, model_id: str) -> bool:

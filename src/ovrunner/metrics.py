@@ -17,6 +17,8 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ovrunner.lifecycle import RunnerState
+
 if TYPE_CHECKING:
     from ovrunner.busy import BusyCounter
     from ovrunner.lifecycle import Lifecycle
@@ -71,15 +73,15 @@ class _LiveCollector(Collector):
                                    labels=["state"])  # fmt: skip
         queue = GaugeMetricFamily("ovrunner_queue_depth", "Requests admitted to a runner",
                                   labels=["model", "engine", "kind"])  # fmt: skip
-        states: dict[str, int] = {"loading": 0, "ready": 0}
+        states = dict.fromkeys(RunnerState, 0)
         for slot in self._lifecycle.slots():
-            states[slot.state.value] += 1
+            states[slot.state] += 1
             if slot.runner is not None:
                 stats = slot.runner.stats()
                 for kind in ("running", "waiting"):
                     queue.add_metric([slot.model.id, slot.engine, kind], stats.get(kind, 0))
         for state, count in states.items():
-            loaded.add_metric([state], count)
+            loaded.add_metric([state.value], count)
         busy = GaugeMetricFamily("ovrunner_busy_counter_microseconds",
                                  "Busy-counter readings per counter", labels=["counter"])  # fmt: skip
         for counter in self._counters():

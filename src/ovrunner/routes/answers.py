@@ -50,6 +50,14 @@ class UsageTally:
 
 
 @dataclass
+class Generation:
+    """A started generation: its deltas, and the usage tally they update as they pass."""
+
+    deltas: AsyncIterator[GenerationDelta]
+    tally: UsageTally
+
+
+@dataclass
 class CollectedChoice:
     parts: list[str] = field(default_factory=list)
     finish_reason: str | None = None
@@ -66,18 +74,17 @@ class Collected:
     usage: Usage
 
 
-async def collect(deltas: AsyncIterator[GenerationDelta], n: int) -> Collected:
+async def collect(generation: Generation, n: int) -> Collected:
     """A whole non-streamed answer: the text, finish reason and logprobs of each choice."""
     choices = [CollectedChoice() for _ in range(n)]
-    tally = UsageTally()
-    async with aclosing(deltas):
+    async with aclosing(generation.deltas) as deltas:
         async for delta in deltas:
-            choice = choices[tally.add(delta).index]
+            choice = choices[delta.index]
             choice.parts.append(delta.text)
             choice.logprobs.extend(delta.logprobs)
             if delta.finish_reason is not None:
                 choice.finish_reason = delta.finish_reason.value
-    return Collected(choices, tally.usage())
+    return Collected(choices, generation.tally.usage())
 
 
 async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
@@ -133,15 +140,13 @@ def completion_logprobs(
 
 async def completion_chunks(
     body: CompletionRequest,
-    deltas: AsyncIterator[GenerationDelta],
+    generation: Generation,
     completion_id: str,
     created: int,
 ) -> AsyncIterator[Completion]:
-    tally = UsageTally()
     offsets: dict[int, int] = {}
-    async with aclosing(deltas):
+    async with aclosing(generation.deltas) as deltas:
         async for delta in deltas:
-            tally.add(delta)
             logprobs = None
             if body.logprobs is not None:
                 logprobs = completion_logprobs(delta.logprobs, offsets.get(delta.index, 0))
@@ -152,12 +157,12 @@ async def completion_chunks(
             yield Completion(id=completion_id, created=created, model=body.model, choices=[choice])
     if body.include_usage:
         yield Completion(id=completion_id, created=created, model=body.model, choices=[],
-                         usage=tally.usage())  # fmt: skip
+                         usage=generation.tally.usage())  # fmt: skip
 
 
 async def chat_chunks(
     body: ChatCompletionRequest,
-    deltas: AsyncIterator[GenerationDelta],
+    generation: Generation,
     completion_id: str,
     created: int,
 ) -> AsyncIterator[ChatCompletionChunk | str]:
@@ -173,10 +178,8 @@ async def chat_chunks(
         ]
     )
     template = ContentChunkTemplate(completion_id, created, body.model)
-    tally = UsageTally()
-    async with aclosing(deltas):
+    async with aclosing(generation.deltas) as deltas:
         async for delta in deltas:
-            tally.add(delta)
             finish_reason = delta.finish_reason.value if delta.finish_reason else None
             if body.logprobs:
                 choice = ChatCompletionChunkChoice(
@@ -189,4 +192,4 @@ async def chat_chunks(
             else:
                 yield template.render(delta.index, delta.text, finish_reason)
     if body.include_usage:
-        yield chunk([], tally.usage())
+        yield chunk([], generation.tally.usage())

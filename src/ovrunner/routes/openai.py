@@ -115,7 +115,7 @@ def _json_schema(response_format: ResponseFormat | None) -> str | None:
 
 async def _start(
     lease: Lease, request: GenerationRequest, metrics: Metrics
-) -> AsyncIterator[GenerationDelta]:
+) -> answers.Generation:
     """Start generating and wait for the first delta, so that validation, admission and
     load failures are raised here, before any response has begun, with their real status.
 
@@ -139,8 +139,9 @@ async def _start(
         raise
     metrics.time_to_first_token.labels(runner.model_id).observe(time.perf_counter() - started)
 
+    tally = answers.UsageTally()
+
     async def chained() -> AsyncIterator[GenerationDelta]:
-        tally = answers.UsageTally()
         try:
             async with aclosing(deltas):
                 if first is not None:
@@ -152,7 +153,7 @@ async def _start(
             usage = tally.usage()
             metrics.observe_usage(runner.model_id, usage.prompt_tokens, usage.completion_tokens)
 
-    return chained()
+    return answers.Generation(chained(), tally)
 
 
 async def _acquire(request: Request, body: ChatCompletionRequest | CompletionRequest) -> Lease:
@@ -178,12 +179,12 @@ async def create_chat_completion(request: Request) -> Response:
         sampling=_sampling(body, logprobs=bool(body.logprobs),
                            response_format=body.response_format),  # fmt: skip
     )
-    deltas = await _start(lease, generation, request.app.state.metrics)
+    started = await _start(lease, generation, request.app.state.metrics)
     completion_id, created = new_id("chatcmpl"), now()
     if body.stream:
-        return sse_response(answers.chat_chunks(body, deltas, completion_id, created),
+        return sse_response(answers.chat_chunks(body, started, completion_id, created),
                             request.app.state.settings.shutdown_grace_s)  # fmt: skip
-    result = await answers.unless_disconnected(request, answers.collect(deltas, body.n))
+    result = await answers.unless_disconnected(request, answers.collect(started, body.n))
     choices = [
         ChatCompletionChoice(
             index=i,
@@ -213,12 +214,12 @@ async def create_completion(request: Request) -> Response:
     generation = GenerationRequest(
         prompt=body.prompt, sampling=_sampling(body, logprobs=body.logprobs is not None)
     )
-    deltas = await _start(lease, generation, request.app.state.metrics)
+    started = await _start(lease, generation, request.app.state.metrics)
     completion_id, created = new_id("cmpl"), now()
     if body.stream:
-        return sse_response(answers.completion_chunks(body, deltas, completion_id, created),
+        return sse_response(answers.completion_chunks(body, started, completion_id, created),
                             request.app.state.settings.shutdown_grace_s)  # fmt: skip
-    result = await answers.unless_disconnected(request, answers.collect(deltas, body.n))
+    result = await answers.unless_disconnected(request, answers.collect(started, body.n))
     choices = [
         CompletionChoice(
             index=i,

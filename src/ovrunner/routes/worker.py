@@ -21,6 +21,7 @@ from ovrunner.errors import InvalidRequestError
 from ovrunner.jobs import JobPreset, JobPresets, check_bounds, run_job, verify_busy
 from ovrunner.lifecycle import Lifecycle
 from ovrunner.protocol.worker import Timing, WorkerRequest, WorkerResponse
+from ovrunner.routes.answers import unless_disconnected
 from ovrunner.routes.body import parse_body
 from ovrunner.settings import Settings
 
@@ -64,7 +65,10 @@ async def _generate(request: Request, job: str | None) -> Response:
     loaded = time.perf_counter()
     counter = counter_for(runner.device, settings.npu_busy_path, settings.busy_counter)
     try:
-        result = await run_job(preset, runner, body.input, max_new_tokens, counter)
+        # A client that hangs up cancels its job, as on the OpenAI routes.
+        result = await unless_disconnected(
+            request, run_job(preset, runner, body.input, max_new_tokens, counter)
+        )
     finally:
         lease.release()
     busy = result.busy
