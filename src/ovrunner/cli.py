@@ -64,6 +64,7 @@ def _serve(args: argparse.Namespace) -> int:
         args,
         host=args.host,
         port=args.port,
+        uds=args.uds,
         model=args.model,
         only=args.only or None,
         preload=args.preload or None,
@@ -74,11 +75,13 @@ def _serve(args: argparse.Namespace) -> int:
         memory_budget_gb=args.memory_budget_gb,
     )
     logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
-    check_bind(settings.host, settings.resolved_api_key())
+    if settings.uds is None:  # a socket file is reachable only through its permissions
+        check_bind(settings.host, settings.resolved_api_key())
     uvicorn.run(
         create_app(settings),
         host=settings.host,
         port=settings.port,
+        uds=str(settings.uds) if settings.uds is not None else None,
         log_level=settings.log_level.lower(),
         # ovrunner's own access log (method, path, status, duration) replaces uvicorn's.
         access_log=False,
@@ -277,6 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--model", help="default model (OVRUNNER_MODEL); smollm2-135m if unset")
     serve.add_argument("--host", help="bind address (OVRUNNER_HOST), 127.0.0.1 by default")
     serve.add_argument("--port", type=int, help="port (OVRUNNER_PORT), 18820 by default")
+    serve.add_argument("--uds", type=Path, help="serve on a Unix domain socket (OVRUNNER_UDS)")
     serve.add_argument("--only", action="store_true", help="serve only --model; 421 for others")
     serve.add_argument("--preload", action="store_true", help="load the model at start-up")
     serve.add_argument("--api-key", help="require Authorization: Bearer KEY (OVRUNNER_API_KEY)")

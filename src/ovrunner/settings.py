@@ -31,6 +31,9 @@ class Settings(BaseSettings):
 
     host: str = Field("127.0.0.1", description="Address to bind; loopback by default.")
     port: int = Field(DEFAULT_PORT, ge=0, le=65535, description="TCP port to listen on.")
+    uds: Path | None = Field(
+        None, description="Serve on this Unix domain socket instead of host and port."
+    )
     model: str = Field("smollm2-135m", description="The default model: served and reported.")
     only: bool = Field(
         False, description="Serve only `model`; requests for any other model get 421."
@@ -100,6 +103,10 @@ class Settings(BaseSettings):
         if self.api_key_file is not None:
             return self.api_key_file.read_text().strip() or None
         return None
+
+    @property
+    def bind(self) -> str:
+        return f"unix:{self.uds}" if self.uds is not None else f"{self.host}:{self.port}"
 
     @property
     def compile_cache_dir(self) -> Path:

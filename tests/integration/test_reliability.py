@@ -6,6 +6,8 @@ import asyncio
 import json
 import random
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -128,3 +130,24 @@ def test_soak_leaves_nothing_behind(tiny_server: ServerProcess) -> None:
     answer = httpx.post(f"{tiny_server.base_url}/v1/completions", timeout=30,
                         json={"model": "tiny", "prompt": "after", "max_tokens": 4}).json()  # fmt: skip
     assert answer["choices"][0]["finish_reason"] in ("stop", "length")
+
+
+def test_serving_on_a_unix_socket(tiny_server: ServerProcess, tmp_path: Path) -> None:
+    socket_path = tmp_path / "ovrunner.sock"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ovrunner.cli", "serve", "--uds", str(socket_path), "--model", "tiny",
+         "--store-dir", str(tiny_server.store_dir)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        client = httpx.Client(transport=httpx.HTTPTransport(uds=str(socket_path)),
+                              base_url="http://ovrunner", timeout=30)  # fmt: skip
+        deadline = time.monotonic() + 60
+        while not socket_path.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert client.get("/healthz").json()["bind"] == f"unix:{socket_path}"
+        answer = client.post("/v1/completions", json={"model": "tiny", "prompt": "a", "max_tokens": 3})
+        assert answer.json()["usage"]["completion_tokens"] == 3
+    finally:
+        process.terminate()
+        process.wait(30)

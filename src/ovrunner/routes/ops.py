@@ -47,7 +47,7 @@ async def healthz(request: Request) -> JSONResponse:
             "busy_time_us": busy_time_us,
             "max_input_chars": MAX_INPUT_CHARS,
             "jobs": request.app.state.jobs.names(),
-            "bind": f"{settings.host}:{settings.port}",
+            "bind": settings.bind,
         }
     )
 
