@@ -2,14 +2,15 @@
 
 A worker generation only counts as done on a device when that device's counter moved while
 it ran. On an NPU the kernel driver exposes the time the NPU was busy in sysfs; on CPU the
-process's CPU time (user plus system, every thread, OpenVINO's workers included) plays that
-part. Under concurrency a positive delta proves that the device worked, not that this one
+CPU time of the server and of its engine processes (user plus system, every thread, OpenVINO's
+workers included) plays that part. Under concurrency a positive delta proves that the device worked, not that this one
 request did all of that work.
 """
 
 from __future__ import annotations
 
 import abc
+import resource
 import time
 from pathlib import Path
 
@@ -28,11 +29,36 @@ class BusyCounter(abc.ABC):
 
 
 class ProcessCpuCounter(BusyCounter):
+    """CPU time of this process and its children: pipelines step in engine processes."""
+
     name = "process_cpu_time_us"
 
     def read_us(self) -> int:
         # CLOCK_PROCESS_CPUTIME_ID: user and system time of all threads of this process.
-        return time.process_time_ns() // 1000
+        own_ns = time.process_time_ns()
+        # Children that have exited and been reaped (an unloaded model's engine process),
+        # so the reading never goes back when one ends.
+        reaped = resource.getrusage(resource.RUSAGE_CHILDREN)
+        reaped_ns = int((reaped.ru_utime + reaped.ru_stime) * 1e9)
+        return (own_ns + reaped_ns + _live_children_cpu_ns()) // 1000
+
+
+def _live_children_cpu_ns() -> int:
+    """On-CPU nanoseconds of every thread of every running child process (Linux `/proc`;
+    0 where there is none)."""
+    total = 0
+    for children in Path("/proc/self/task").glob("*/children"):
+        try:
+            pids = children.read_text().split()
+        except OSError:
+            continue
+        for pid in pids:
+            for schedstat in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+                try:
+                    total += int(schedstat.read_text().split()[0])
+                except (OSError, ValueError, IndexError):
+                    pass  # the thread or process ended while we read
+    return total
 
 
 class NpuSysfsCounter(BusyCounter):

@@ -114,6 +114,36 @@ async def soak(base_url: str, total: int, concurrency: int, seed: int) -> dict[s
     return counts
 
 
+def test_the_server_answers_while_the_pipeline_prefills(server: ServerProcess) -> None:
+    """A pipeline step holds Python's GIL for its whole length, so it runs in an engine
+    process: while a long prompt prefills (seconds, in steps of hundreds of milliseconds),
+    the server keeps answering. Counted, not timed: /healthz answers that complete before
+    the long request's first token. A server that waited for each step would manage about
+    one per step, a dozen here."""
+    words = random.Random().choices(["harbour", "lantern", "copper", "meadow", "signal"], k=2600)
+    prompt = [{"role": "user", "content": " ".join(words)}]  # unique: no prefix-cache hit
+    first_token = threading.Event()
+
+    def long_request() -> None:
+        with httpx.stream("POST", f"{server.base_url}/v1/chat/completions", timeout=120,
+                          json={"model": MODEL, "messages": prompt, "max_tokens": 2,
+                                "stream": True}) as response:  # fmt: skip
+            for line in response.iter_lines():
+                if line.startswith("data: {"):
+                    first_token.set()
+
+    thread = threading.Thread(target=long_request)
+    thread.start()
+    answered = 0
+    with httpx.Client(base_url=server.base_url, timeout=30) as http:
+        while not first_token.is_set() and thread.is_alive():
+            assert http.get("/healthz").status_code == 200
+            answered += 1 if not first_token.is_set() else 0
+    thread.join()
+    assert first_token.is_set()
+    assert answered >= 40, answered
+
+
 def test_soak_leaves_nothing_behind(tiny_server: ServerProcess) -> None:
     asyncio.run(soak(tiny_server.base_url, 24, 6, seed=1))  # warm up allocators and caches
     before = rss_kib(tiny_server.process.pid)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from ovrunner.engines.base import FinishReason, GenerationDelta, TokenLogprob
 from ovrunner.engines.detokenize import DecodeMany, IncrementalDetokenizer, decode_batch
-from ovrunner.engines.stepping import BatchJob, StepUpdate
+from ovrunner.engines.engine_process import BatchJob, StepUpdate
 
 
 @dataclass(frozen=True)

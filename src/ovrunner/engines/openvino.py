@@ -1,7 +1,8 @@
 """The `openvino` engine: OpenVINO GenAI continuous batching on CPU or GPU.
 
-Each loaded model is one `ContinuousBatchingPipeline` with prefix caching, driven by a
-`SteppingLoop` thread, so concurrent requests share every step. Chat requests are templated
+Each loaded model is one `ContinuousBatchingPipeline` with prefix caching, stepped in its own
+engine process (see `stepping`), so concurrent requests share every step and the server's
+event loop never waits for one. Chat requests are templated
 here with the model's own chat template; raw completions are tokenized as they are.
 OpenVINO exceptions become `ovrunner.errors` inside this module and nowhere else.
 """
@@ -12,6 +13,9 @@ import asyncio
 import functools
 import logging
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from ovrunner.engines import model_files
@@ -19,7 +23,6 @@ from ovrunner.engines.base import (
     Engine,
     EngineState,
     EngineStatus,
-    FinishReason,
     GenerationDelta,
     GenerationRequest,
     LoadConfig,
@@ -29,8 +32,9 @@ from ovrunner.engines.base import (
     Runner,
 )
 from ovrunner.engines.choices import RequestChoices, coalesce, publish_step
+from ovrunner.engines.engine_process import BatchJob, EngineProcess, StepUpdate
 from ovrunner.engines.generation import encode, generation_config, import_genai, render_prompt
-from ovrunner.engines.stepping import BatchJob, SteppingLoop, StepUpdate
+from ovrunner.engines.stepping import Ready
 from ovrunner.errors import (
     EngineUnavailableError,
     ModelLoadFailedError,
@@ -41,6 +45,7 @@ log = logging.getLogger(__name__)
 
 # Builds a pipeline from a model file or IR directory, an optional tokenizer and properties.
 Construct = Callable[[str, Any, dict[str, Any]], Any]
+
 
 @functools.cache
 def available_devices() -> tuple[str, ...]:
@@ -95,25 +100,50 @@ class OpenVINOEngine(Engine):
         genai = import_genai()
         require_device(config.device)
         info = self.describe(model)
-        scheduler = genai.SchedulerConfig()
-        scheduler.enable_prefix_caching = True
-        scheduler.cache_size = config.kv_cache_gb
-        properties: dict[str, Any] = {}
-        if config.cache_dir is not None:
-            config.cache_dir.mkdir(parents=True, exist_ok=True)
-            properties["CACHE_DIR"] = str(config.cache_dir)
-        def construct(source: str, tokenizer: Any, props: dict[str, Any]) -> Any:
-            if tokenizer is None:
-                return genai.ContinuousBatchingPipeline(source, scheduler, config.device, props)
-            return genai.ContinuousBatchingPipeline(
-                source, tokenizer, scheduler, config.device, **props
-            )
-
+        spec = PipelineSpec(model, config.device, config.kv_cache_gb, config.cache_dir)
+        level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
+        process = EngineProcess(open_pipeline, spec, name=model.id, log_level=level)
         try:
-            pipeline = open_model(genai, model, properties, construct)
-        except Exception as exc:
+            # The server's own tokenizer (templating, encoding, decoding) builds while the
+            # engine process opens the pipeline. One thread: its small calls gain nothing
+            # from a second one, which would only spin on the core the pipeline steps on.
+            tokenizer = genai.Tokenizer(str(model.path), INFERENCE_NUM_THREADS=1)
+            ready = process.wait_ready()
+        except BaseException as exc:
+            process.close()
+            if isinstance(exc, ModelLoadFailedError):
+                raise
             raise ModelLoadFailedError(f"could not load model {model.id!r}: {exc}") from exc
-        return OpenVINORunner(model, info, pipeline, config)
+        return OpenVINORunner(model, info, process, tokenizer, ready, config)
+
+
+@dataclass(frozen=True)
+class PipelineSpec:
+    """What the engine process needs to open a model's pipeline (it crosses a pickle)."""
+
+    model: ModelRef
+    device: str
+    kv_cache_gb: int
+    cache_dir: Path | None
+
+
+def open_pipeline(spec: PipelineSpec) -> Any:
+    """Open a `ContinuousBatchingPipeline` with prefix caching; runs in the engine process."""
+    genai = import_genai()
+    scheduler = genai.SchedulerConfig()
+    scheduler.enable_prefix_caching = True
+    scheduler.cache_size = spec.kv_cache_gb
+    properties: dict[str, Any] = {}
+    if spec.cache_dir is not None:
+        spec.cache_dir.mkdir(parents=True, exist_ok=True)
+        properties["CACHE_DIR"] = str(spec.cache_dir)
+
+    def construct(source: str, tokenizer: Any, props: dict[str, Any]) -> Any:
+        if tokenizer is None:
+            return genai.ContinuousBatchingPipeline(source, scheduler, spec.device, props)
+        return genai.ContinuousBatchingPipeline(source, tokenizer, scheduler, spec.device, **props)
+
+    return open_model(genai, spec.model, properties, construct)
 
 
 def open_model(
@@ -136,42 +166,26 @@ def open_model(
     return construct(str(model.path), None, {**properties, "enable_save_ov_model": True})
 
 
-def _finish_reason_of(output: Any) -> str | None:
-    name = output.finish_reason.name
-    return {"STOP": FinishReason.STOP, "LENGTH": FinishReason.LENGTH}.get(name)
-
-
-def _is_finished(handle: Any) -> bool:
-    return handle.get_status().name != "RUNNING"
-
-
-def _read_metrics(pipeline: Any) -> tuple[float, int]:
-    metrics = pipeline.get_metrics()
-    return float(metrics.cache_usage), int(metrics.kv_cache_size_in_bytes)
-
-
 class OpenVINORunner(Runner):
     engine_name = OpenVINOEngine.name
     structured_output = True
 
-    def __init__(self, model: ModelRef, info: ModelInfo, pipeline: Any, config: LoadConfig):
+    def __init__(self, model: ModelRef, info: ModelInfo, process: EngineProcess, tokenizer: Any,
+                 ready: Ready, config: LoadConfig):  # fmt: skip
         self.model_id = model.id
         self.model_path = model.path
         self.device = config.device
         self.context_window = info.context_window
         self._genai = import_genai()
-        self._tokenizer = pipeline.get_tokenizer()
-        self._defaults = pipeline.get_config()
+        self._tokenizer = tokenizer
+        # The pipeline's end-of-sequence ids, for checking requests before they are sent.
+        self._defaults = SimpleNamespace(
+            eos_token_id=ready.eos_token_id, stop_token_ids=set(ready.stop_token_ids)
+        )
         self._max_queue = config.max_queue
         self._admitted = 0  # running plus waiting; touched on the event loop only
-        self._loop = SteppingLoop(
-            pipeline,
-            name=model.id,
-            on_updates=self._on_updates,
-            finish_reason_of=_finish_reason_of,
-            is_finished=_is_finished,
-            read_metrics=_read_metrics,
-        )
+        self._process = process
+        process.attach(self._on_updates)
 
     # -- prompt preparation ------------------------------------------------------------------
 
@@ -187,9 +201,9 @@ class OpenVINORunner(Runner):
         sampling = request.sampling
         prompt = await asyncio.to_thread(self.encode, request)
         prompt_tokens = int(prompt.shape[1])
-        config = generation_config(
-            self._genai, self._defaults, sampling, prompt_tokens, self.context_window
-        )
+        # The engine process builds the same config; building it here too turns a bad
+        # request into a 400 before it is sent.
+        generation_config(self._genai, self._defaults, sampling, prompt_tokens, self.context_window)
         if self._admitted >= self._max_queue:
             raise QueueFullError(
                 f"model {self.model_id!r} has {self._admitted} requests running or waiting; "
@@ -199,7 +213,12 @@ class OpenVINORunner(Runner):
         job = None
         finished = False
         try:
-            job = self._loop.submit(prompt, config, RequestChoices(prompt_tokens, sampling.n))
+            job = self._process.submit(
+                prompt.data,
+                sampling,
+                self.context_window,
+                RequestChoices(prompt_tokens, sampling.n),
+            )
             while not finished:
                 items = [await job.outbox.get()]
                 while not job.outbox.empty():
@@ -215,7 +234,7 @@ class OpenVINORunner(Runner):
         finally:
             self._admitted -= 1
             if job is not None and not finished:
-                self._loop.cancel(job)
+                self._process.cancel(job)
 
     def _on_updates(self, items: list[tuple[BatchJob, StepUpdate]]) -> None:
         publish_step(items, self._decode_many)
@@ -225,10 +244,10 @@ class OpenVINORunner(Runner):
 
     @property
     def failure(self) -> Exception | None:
-        return self._loop.failure
+        return self._process.failure
 
     def stats(self) -> dict[str, Any]:
-        loop = self._loop.stats
+        loop = self._process.stats
         return {
             "admitted": self._admitted,
             "running": loop.running,
@@ -238,7 +257,8 @@ class OpenVINORunner(Runner):
             "cache_usage": loop.cache_usage,
             "kv_cache_bytes": loop.kv_cache_bytes,
             "pipeline_busy": loop.pipeline_busy,
+            "engine_pid": self._process.pid,
         }
 
     def close(self) -> None:
-        self._loop.close()
+        self._process.close()

@@ -1,33 +1,72 @@
-"""The stepping loop: one thread that owns a continuous-batching pipeline.
+"""The stepping loop: the engine process that owns a continuous-batching pipeline.
 
 OpenVINO GenAI's `ContinuousBatchingPipeline` batches every unfinished request into each
-`step()`. This module gives that pipeline exactly one owner thread, which admits new requests,
-cancels abandoned ones, steps, reads every handle once per step and hands the new tokens to
-the asyncio loop in a single callback per step (not one per token). `step()` releases the GIL,
-so the event loop keeps serving HTTP while the pipeline computes.
+`step()`. Its Python binding holds the GIL for the whole step (measured: a thread sleeping
+0.5 ms got one turn per 11 ms step), so a stepping *thread* froze the server's event loop
+for every step: each socket write and each new request waited for the step in progress.
+The pipeline therefore lives in its own process, with its own GIL, running `serve`:
 
-Only the stepping thread touches the pipeline and its handles; the event loop talks to it
-through a command queue, and hears back through `loop.call_soon_threadsafe`.
+    parent (event loop)  --Submit / Cancel-->  engine process: admit, step, read handles
+    parent (reader thread) <--one Step per step--  (new token ids of every request, stats)
+
+The engine process does nothing per token but read each handle once per step; text,
+detokenization and HTTP stay in the server process, which runs while the pipeline steps.
+Closing the connection (or the server dying) ends the engine process.
 """
 
 from __future__ import annotations
 
-import asyncio
-import itertools
 import logging
-import queue
-import threading
+import os
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 from typing import Any
 
-from ovrunner.errors import EngineError
+from ovrunner.engines.base import FinishReason, SamplingParams
+from ovrunner.engines.generation import generation_config, import_genai
 
 log = logging.getLogger(__name__)
 
-# How often the stepping thread refreshes the pipeline's cache metrics.
+# How often the engine process refreshes the pipeline's cache metrics.
 _METRICS_INTERVAL_S = 0.5
+
+# -- messages, server to engine process ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Submit:
+    request_id: int
+    prompt_ids: Any  # a numpy array of token ids, shape (1, n)
+    sampling: SamplingParams
+    context_window: int
+
+
+@dataclass(frozen=True)
+class Cancel:
+    request_id: int
+
+
+@dataclass(frozen=True)
+class Close:
+    """Leave the loop and exit; in-flight requests are dropped."""
+
+
+# -- messages, engine process to server ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Ready:
+    pid: int
+    eos_token_id: int
+    stop_token_ids: frozenset[int]
+
+
+@dataclass(frozen=True)
+class LoadFailed:
+    message: str
 
 
 @dataclass(frozen=True)
@@ -41,29 +80,11 @@ class SequenceOutput:
 
 
 @dataclass(frozen=True)
-class StepUpdate:
+class RequestUpdate:
+    request_id: int
     outputs: list[SequenceOutput]
     finished: bool
-    error: EngineError | None = None
-
-
-@dataclass(eq=False)
-class BatchJob:
-    """One request in the loop. `context` and `outbox` belong to the event loop: the
-    `on_updates` hook keeps its per-request state in `context` and its results in `outbox`."""
-
-    request_id: int
-    prompt: Any  # an openvino.Tensor of input ids
-    config: Any  # an openvino_genai.GenerationConfig
-    loop: asyncio.AbstractEventLoop
-    context: Any = None
-    outbox: asyncio.Queue[Any] = field(default_factory=asyncio.Queue)
-    handle: Any = None  # owned by the stepping thread
-    wants_log_probs: bool = False
-    submitted_at: float = field(default_factory=time.monotonic)
-
-
-OnUpdates = Callable[[list[tuple[BatchJob, StepUpdate]]], None]
+    error: str | None = None  # the pipeline refused the request
 
 
 @dataclass
@@ -78,130 +99,116 @@ class LoopStats:
     pipeline_busy: bool = False
 
 
-class _Cancel:
-    __slots__ = ("job",)
-
-    def __init__(self, job: BatchJob) -> None:
-        self.job = job
-
-
-_CLOSE = object()
+@dataclass(frozen=True)
+class Step:
+    updates: list[RequestUpdate]
+    stats: LoopStats
 
 
-class SteppingLoop:
-    """Drives `pipeline` from one thread; `submit` and `cancel` are called from the event loop.
+@dataclass(frozen=True)
+class StepFailed:
+    message: str  # the pipeline is unusable after a failed step; the process ends
 
-    After each step, `on_updates` runs once on the event loop with every request that
-    advanced or finished in that step. `finish_reason_of` maps the pipeline's per-sequence
-    finish reason to "stop", "length" or None (still running); `is_finished` tells whether a
-    handle's request has left the pipeline.
-    """
 
-    def __init__(
-        self,
-        pipeline: Any,
-        *,
-        name: str,
-        on_updates: OnUpdates,
-        finish_reason_of: Callable[[Any], str | None],
-        is_finished: Callable[[Any], bool],
-        read_metrics: Callable[[Any], tuple[float, int]] | None = None,
-    ) -> None:
-        self._pipeline = pipeline
-        self._on_updates = on_updates
-        self._finish_reason_of = finish_reason_of
-        self._is_finished = is_finished
-        self._read_metrics = read_metrics
-        self._commands: queue.SimpleQueue[object] = queue.SimpleQueue()
-        self._active: dict[int, BatchJob] = {}
-        self._ids = itertools.count()
-        self._metrics_at = 0.0
-        self.stats = LoopStats()
-        self.failure: EngineError | None = None
-        self._thread = threading.Thread(target=self._run, name=f"ovrunner-step-{name}", daemon=True)
-        self._thread.start()
+# -- the engine process ------------------------------------------------------------------------
 
-    # -- event-loop side -------------------------------------------------------------------
+Opener = Callable[[Any], Any]  # spec -> an open ContinuousBatchingPipeline
 
-    def submit(self, prompt: Any, config: Any, context: Any = None) -> BatchJob:
-        if self.failure is not None:
-            raise self.failure
-        job = BatchJob(next(self._ids), prompt, config, asyncio.get_running_loop(), context)
-        job.wants_log_probs = bool(getattr(config, "logprobs", 0))
-        self._commands.put(job)
-        return job
 
-    def cancel(self, job: BatchJob) -> None:
-        self._commands.put(_Cancel(job))
+def serve(conn: Connection, opener: Opener, spec: Any, log_level: str) -> None:
+    """Entry point of the engine process: open the pipeline, then step until the server
+    closes the connection."""
+    # Ctrl-C reaches the whole process group; the server decides when this process ends.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    try:
+        pipeline = opener(spec)
+    except Exception as exc:
+        conn.send(LoadFailed(str(exc)))
+        return
+    defaults = pipeline.get_config()
+    conn.send(Ready(os.getpid(), defaults.eos_token_id, frozenset(defaults.stop_token_ids)))
+    try:
+        _Stepper(pipeline, conn).run()
+    except (EOFError, BrokenPipeError):
+        pass  # the server went away
 
-    def close(self, timeout: float = 10.0) -> None:
-        self._commands.put(_CLOSE)
-        if threading.current_thread() is not self._thread:
-            self._thread.join(timeout)
 
-    # -- stepping thread ---------------------------------------------------------------------
+@dataclass(eq=False)
+class _Active:
+    handle: Any
+    wants_log_probs: bool
 
-    def _run(self) -> None:
-        try:
-            while self._apply_commands(block=not self._has_work()):
-                if not self._has_work():
-                    continue
-                try:
-                    self._pipeline.step()
-                except Exception as exc:  # the pipeline is unusable after a failed step
-                    log.exception("pipeline step failed")
-                    self.failure = EngineError(f"the engine failed while generating: {exc}")
-                    self._fail_all(self.failure)
-                    return
-                self._publish()
-        finally:
-            self._fail_all(EngineError("the runner was unloaded"))
-            self._pipeline = None
+
+@dataclass
+class _Stepper:
+    pipeline: Any
+    conn: Connection
+    stats: LoopStats = field(default_factory=LoopStats)
+    _active: dict[int, _Active] = field(default_factory=dict)
+    _metrics_at: float = 0.0
+
+    def __post_init__(self) -> None:
+        self._genai = import_genai()
+        import openvino
+
+        self._tensor = openvino.Tensor
+        self._defaults = self.pipeline.get_config()
+
+    def run(self) -> None:
+        while True:
+            if not self._has_work():
+                self.conn.poll(None)  # idle: sleep until the server says something
+            if not self._apply_commands():
+                return
+            if not self._has_work():
+                continue
+            try:
+                self.pipeline.step()
+            except Exception as exc:
+                log.exception("pipeline step failed")
+                self.conn.send(StepFailed(f"the engine failed while generating: {exc}"))
+                return
+            self._publish()
 
     def _has_work(self) -> bool:
         # Cancelled requests leave the pipeline on its next step, so step until it is empty.
-        self.stats.pipeline_busy = self._pipeline.has_non_finished_requests()
+        self.stats.pipeline_busy = self.pipeline.has_non_finished_requests()
         return bool(self._active) or self.stats.pipeline_busy
 
-    def _apply_commands(self, *, block: bool) -> bool:
-        """Apply queued commands; return False when the loop must stop."""
-        try:
-            command = self._commands.get(block=block)
-        except queue.Empty:
-            return True
-        while True:
-            if command is _CLOSE:
+    def _apply_commands(self) -> bool:
+        """Apply what the server sent; False when it asked this process to end."""
+        while self.conn.poll(0):
+            command = self.conn.recv()  # EOFError when the server is gone
+            if isinstance(command, Close):
                 return False
-            if isinstance(command, _Cancel):
-                self._cancel(command.job)
+            if isinstance(command, Cancel):
+                active = self._active.pop(command.request_id, None)
+                if active is not None:
+                    active.handle.cancel()
             else:
-                assert isinstance(command, BatchJob)
                 self._admit(command)
-            try:
-                command = self._commands.get_nowait()
-            except queue.Empty:
-                return True
+        return True
 
-    def _admit(self, job: BatchJob) -> None:
+    def _admit(self, submit: Submit) -> None:
+        prompt = submit.prompt_ids
         try:
-            job.handle = self._pipeline.add_request(job.request_id, job.prompt, job.config)
+            config = generation_config(
+                self._genai, self._defaults, submit.sampling, prompt.shape[1], submit.context_window
+            )
+            handle = self.pipeline.add_request(submit.request_id, self._tensor(prompt), config)
         except Exception as exc:
-            error = EngineError(f"the engine refused the request: {exc}")
-            self._post([(job, StepUpdate([], finished=True, error=error))])
+            error = f"the engine refused the request: {getattr(exc, 'message', exc)}"
+            self.conn.send(Step([RequestUpdate(submit.request_id, [], True, error)], self.stats))
             return
-        self._active[job.request_id] = job
-
-    def _cancel(self, job: BatchJob) -> None:
-        if self._active.pop(job.request_id, None) is not None:
-            job.handle.cancel()
-        job.handle = None
+        self._active[submit.request_id] = _Active(handle, submit.sampling.logprobs)
 
     def _publish(self) -> None:
-        batch: list[tuple[BatchJob, StepUpdate]] = []
+        updates: list[RequestUpdate] = []
         advanced = 0
-        for request_id, job in list(self._active.items()):
-            handle = job.handle
-            finished = self._is_finished(handle)
+        for request_id, active in list(self._active.items()):
+            handle = active.handle
+            finished = handle.get_status().name != "RUNNING"
             outputs = []
             if handle.can_read():
                 for sequence_id, output in handle.read().items():
@@ -209,42 +216,34 @@ class SteppingLoop:
                         SequenceOutput(
                             sequence_id,
                             list(output.generated_ids),
-                            self._finish_reason_of(output),
-                            list(output.generated_log_probs) if job.wants_log_probs else None,
+                            _finish_reason_of(output),
+                            list(output.generated_log_probs) if active.wants_log_probs else None,
                         )
                     )
             if outputs:
                 advanced += 1
             if finished:
                 del self._active[request_id]
-                job.handle = None
             if outputs or finished:
-                batch.append((job, StepUpdate(outputs, finished)))
-        self.stats.steps += 1
-        self.stats.running = len(self._active)
-        self.stats.max_batch = max(self.stats.max_batch, advanced)
+                updates.append(RequestUpdate(request_id, outputs, finished))
+        stats = self.stats
+        stats.steps += 1
+        stats.running = len(self._active)
+        stats.max_batch = max(stats.max_batch, advanced)
+        stats.pipeline_busy = self.pipeline.has_non_finished_requests()
         self._refresh_metrics()
-        if batch:
-            self._post(batch)
+        self.conn.send(Step(updates, stats))
 
     def _refresh_metrics(self) -> None:
         now = time.monotonic()
-        if self._read_metrics is None or now - self._metrics_at < _METRICS_INTERVAL_S:
+        if now - self._metrics_at < _METRICS_INTERVAL_S:
             return
         self._metrics_at = now
-        self.stats.cache_usage, self.stats.kv_cache_bytes = self._read_metrics(self._pipeline)
+        metrics = self.pipeline.get_metrics()
+        self.stats.cache_usage = float(metrics.cache_usage)
+        self.stats.kv_cache_bytes = int(metrics.kv_cache_size_in_bytes)
 
-    def _fail_all(self, error: EngineError) -> None:
-        jobs = list(self._active.values())
-        self._active.clear()
-        self._post([(job, StepUpdate([], finished=True, error=error)) for job in jobs])
 
-    def _post(self, batch: list[tuple[BatchJob, StepUpdate]]) -> None:
-        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[BatchJob, StepUpdate]]] = {}
-        for job, update in batch:
-            by_loop.setdefault(job.loop, []).append((job, update))
-        for loop, items in by_loop.items():
-            try:
-                loop.call_soon_threadsafe(self._on_updates, items)
-            except RuntimeError:  # the loop has closed; nobody is listening
-                pass
+def _finish_reason_of(output: Any) -> str | None:
+    name = output.finish_reason.name
+    return {"STOP": FinishReason.STOP.value, "LENGTH": FinishReason.LENGTH.value}.get(name)

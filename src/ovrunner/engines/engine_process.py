@@ -1,0 +1,200 @@
+"""The server's side of an engine process (see `stepping` for why the pipeline has one).
+
+`EngineProcess` starts the process, and then offers the event loop `submit` and `cancel`.
+A writer thread sends commands, so a long prompt never blocks the event loop on a full pipe;
+a reader thread receives one `Step` per pipeline step and hands its updates to the event loop
+in a single callback per step (not one per token). If the process dies, every request in it
+fails with an `EngineError` and `failure` tells the lifecycle to load the model again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import multiprocessing
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ovrunner.engines import stepping
+from ovrunner.engines.base import SamplingParams
+from ovrunner.engines.stepping import LoopStats, SequenceOutput
+from ovrunner.errors import EngineError, ModelLoadFailedError
+
+log = logging.getLogger(__name__)
+
+__all__ = ["BatchJob", "EngineProcess", "LoopStats", "SequenceOutput", "StepUpdate"]
+
+
+@dataclass(frozen=True)
+class StepUpdate:
+    outputs: list[SequenceOutput]
+    finished: bool
+    error: EngineError | None = None
+
+
+@dataclass(eq=False)
+class BatchJob:
+    """One request in the engine process, as the event loop sees it: the `on_updates`
+    hook keeps its per-request state in `context` and its results in `outbox`."""
+
+    request_id: int
+    loop: asyncio.AbstractEventLoop
+    context: Any = None
+    outbox: asyncio.Queue[Any] = field(default_factory=asyncio.Queue)
+
+
+OnUpdates = Callable[[list[tuple[BatchJob, StepUpdate]]], None]
+
+
+class EngineProcess:
+    """A `stepping.serve` process for one pipeline. `opener(spec)` opens the pipeline in
+    the new process, so both must pickle (a module-level function and plain data)."""
+
+    def __init__(
+        self,
+        opener: stepping.Opener,
+        spec: Any,
+        *,
+        name: str,
+        log_level: str = "INFO",
+    ) -> None:
+        self.name = name
+        self._on_updates: OnUpdates = lambda items: None
+        # spawn, not fork: the server already runs threads (uvicorn, OpenVINO's own).
+        context = multiprocessing.get_context("spawn")
+        self._conn, child_conn = context.Pipe()
+        self._process = context.Process(
+            target=stepping.serve,
+            args=(child_conn, opener, spec, log_level),
+            name=f"ovrunner-engine-{name}",
+            daemon=True,  # never outlives the server
+        )
+        self._process.start()
+        child_conn.close()
+        self._jobs: dict[int, BatchJob] = {}
+        self._ids = itertools.count()
+        self._commands: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._closing = False
+        self.stats = LoopStats()
+        self.failure: EngineError | None = None
+        self.ready: stepping.Ready | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid
+
+    def wait_ready(self) -> stepping.Ready:
+        """Block until the pipeline is open (call it off the event loop); raise
+        `ModelLoadFailedError` when it could not be opened."""
+        try:
+            message = self._conn.recv()
+        except EOFError:
+            self._process.join(5)
+            message = stepping.LoadFailed(f"the engine process exited ({self._process.exitcode})")
+        if not isinstance(message, stepping.Ready):
+            self._process.join(5)
+            raise ModelLoadFailedError(f"could not load model {self.name!r}: {message.message}")
+        self.ready = message
+        return message
+
+    def attach(self, on_updates: OnUpdates) -> None:
+        """Start relaying: after each step, `on_updates` runs once on the event loop with
+        every request that advanced or finished in that step."""
+        self._on_updates = on_updates
+        threading.Thread(target=self._read, name=f"ovrunner-read-{self.name}", daemon=True).start()
+        threading.Thread(
+            target=self._write, name=f"ovrunner-write-{self.name}", daemon=True
+        ).start()
+
+    # -- event-loop side -------------------------------------------------------------------
+
+    def submit(self, prompt_ids: Any, sampling: SamplingParams, context_window: int,
+               context: Any = None) -> BatchJob:  # fmt: skip
+        if self.failure is not None:
+            raise self.failure
+        job = BatchJob(next(self._ids), asyncio.get_running_loop(), context)
+        self._jobs[job.request_id] = job
+        self._commands.put(stepping.Submit(job.request_id, prompt_ids, sampling, context_window))
+        return job
+
+    def cancel(self, job: BatchJob) -> None:
+        if self._jobs.pop(job.request_id, None) is not None:
+            self._commands.put(stepping.Cancel(job.request_id))
+
+    def close(self, timeout: float = 10.0) -> None:
+        """End the process: it leaves its loop at the `Close` command and exits."""
+        self._closing = True
+        self._commands.put(stepping.Close())
+        if self.ready is None:  # not attached: the process is loading or failed
+            self._process.kill()
+        self._process.join(timeout)
+        if self._process.is_alive():
+            log.warning("the engine process of %s did not exit; killing it", self.name)
+            self._process.kill()
+            self._process.join()
+        self._conn.close()
+        self._fail_all(EngineError("the runner was unloaded"))
+
+    # -- threads -----------------------------------------------------------------------------
+
+    def _write(self) -> None:
+        while True:
+            command = self._commands.get()
+            try:
+                self._conn.send(command)
+            except OSError:
+                return  # the process is gone; the reader reports it
+            if isinstance(command, stepping.Close):
+                return
+
+    def _read(self) -> None:
+        while True:
+            try:
+                message = self._conn.recv()
+            except (EOFError, OSError):
+                if not self._closing:
+                    self._process.join(5)
+                    self._fail(f"the engine process ended unexpectedly "
+                               f"(exit code {self._process.exitcode})")  # fmt: skip
+                return
+            if isinstance(message, stepping.StepFailed):
+                self._fail(message.message)
+                return
+            self._deliver(message)
+
+    def _deliver(self, step: stepping.Step) -> None:
+        self.stats = step.stats
+        batch: list[tuple[BatchJob, StepUpdate]] = []
+        for update in step.updates:
+            job = self._jobs.get(update.request_id)
+            if job is None:  # cancelled meanwhile
+                continue
+            if update.finished:
+                self._jobs.pop(update.request_id, None)
+            error = EngineError(update.error) if update.error else None
+            batch.append((job, StepUpdate(update.outputs, update.finished, error)))
+        self._post(batch)
+
+    def _fail(self, message: str) -> None:
+        log.error("engine process of %s: %s", self.name, message)
+        self.failure = EngineError(message)
+        self._fail_all(self.failure)
+
+    def _fail_all(self, error: EngineError) -> None:
+        jobs = list(self._jobs.values())
+        self._jobs.clear()
+        self._post([(job, StepUpdate([], finished=True, error=error)) for job in jobs])
+
+    def _post(self, batch: list[tuple[BatchJob, StepUpdate]]) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[BatchJob, StepUpdate]]] = {}
+        for job, update in batch:
+            by_loop.setdefault(job.loop, []).append((job, update))
+        for loop, items in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(self._on_updates, items)
+            except RuntimeError:  # the loop has closed; nobody is listening
+                pass
