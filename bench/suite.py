@@ -5,8 +5,9 @@ At each concurrency level the same chat prompts go, back to back, to
 - `ovrunner`: `ovrunner serve` on the same model, streamed over HTTP;
 - `llama-cpp`: the llama-cpp-python server on the same GGUF file (built in its own virtual
   environment by `make bench-peer`; skipped, and said so, when it is not there).
-Then two targeted measurements on ovrunner: time to first token with a 1,500-token shared
-system prompt (prefix cache), and start-up time cold against warm (saved IR, compile cache).
+Then targeted measurements on ovrunner: its resident memory (with its engine process) idle and
+at its peak, time to first token with a 1,500-token shared system prompt (prefix cache), and
+start-up time cold against warm (saved IR, compile cache).
 
     python -m bench.suite [--levels 1 4 8 16] [--max-tokens 128] [--peer-python PATH]
 
@@ -24,13 +25,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-
-from bench.throughput import MODEL, RawPipeline, prompts
 from tests.support.server import ServerProcess, free_port
+
+from bench.memory import resident_mib
+from bench.report import markdown, plot, targets
+from bench.throughput import MODEL, RawPipeline, prompts
 
 RESULTS = Path("bench/results")
 PEER_PYTHON = Path("bench/.peer-venv/bin/python")
@@ -281,6 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(f"no peer: {args.peer_python} is missing (make bench-peer builds it)", file=sys.stderr)
     levels: list[Level] = []
+    memory = {"idle_mib": resident_mib(server.process.pid)}
     try:
         for level in args.levels:
             texts = prompts(level)
@@ -297,6 +301,10 @@ def main(argv: list[str] | None = None) -> int:
                 levels.append(run_http("llama-cpp", peer.base_url, MODEL, texts, args.max_tokens,
                                        count_tokens))  # fmt: skip
                 print(json.dumps(levels[-1].row()), flush=True)
+        # Levels run in increasing order, so the peak is the highest level's.
+        memory["peak_mib"] = resident_mib(server.process.pid, "VmHWM")
+        stats = httpx.get(f"{server.base_url}/engines/ps").json()["runners"][0]["stats"]
+        memory["kv_cache_mib"] = round(stats["kv_cache_bytes"] / 2**20, 1)
         prefix = prefix_cache(server.base_url, count_tokens)
     finally:
         server.stop()
@@ -306,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = combine(levels)
     report = {"max_tokens": args.max_tokens, "rounds": args.rounds, "rows": rows,
-              "paired_http_over_raw": paired_ratios(levels), "prefix_cache": prefix,
+              "paired_http_over_raw": paired_ratios(levels), "prefix_cache": prefix, "memory": memory,
               "restart": restart, "targets": targets(rows, paired_ratios(levels), prefix, restart)}  # fmt: skip
     (RESULTS / "suite.json").write_text(json.dumps(report, indent=2))
     (RESULTS / "suite.md").write_text(markdown(report))
@@ -337,80 +345,6 @@ def paired_ratios(levels: list[Level]) -> dict[int, list[float]]:
                 if lv.system == "ovrunner" and lv.concurrency == level]  # fmt: skip
         ratios[level] = [round(float(h) / float(r), 3) for h, r in zip(http, raw)]  # type: ignore[arg-type]
     return ratios
-
-
-def _row(rows: list[dict[str, object]], system: str, level: int) -> dict[str, object] | None:
-    return next((r for r in rows if r["system"] == system and r["concurrency"] == level), None)
-
-
-def targets(rows: list[dict[str, object]], paired: dict[int, list[float]],
-            prefix: dict[str, object], restart: dict[str, object]) -> list[dict[str, object]]:  # fmt: skip
-    def paired_median(level: int) -> float | None:
-        return round(statistics.median(paired[level]), 3) if paired.get(level) else None
-
-    def ratio(a: dict[str, object] | None, b: dict[str, object] | None, key: str) -> float | None:
-        if a is None or b is None or not a[key] or not b[key]:
-            return None
-        return round(float(a[key]) / float(b[key]), 3)  # type: ignore[arg-type]
-
-    checks = [
-        ("1 stream HTTP / raw tok/s (paired median)", paired_median(1), ">=", 0.97),
-        ("1 stream ovrunner / llama-cpp tok/s", ratio(_row(rows, "ovrunner", 1), _row(rows, "llama-cpp", 1), "tok_s"), ">=", 1.5),
-        ("8 streams HTTP / raw tok/s (paired median)", paired_median(8), ">=", 0.90),
-        ("8 streams ovrunner / llama-cpp tok/s", ratio(_row(rows, "ovrunner", 8), _row(rows, "llama-cpp", 8), "tok_s"), ">=", 5.0),
-        ("16 streams ovrunner / llama-cpp tok/s", ratio(_row(rows, "ovrunner", 16), _row(rows, "llama-cpp", 16), "tok_s"), ">=", 5.0),
-        ("8 streams TTFT p95 HTTP / raw", ratio(_row(rows, "ovrunner", 8), _row(rows, "raw", 8), "ttft_p95"), "<=", 2.0),
-        ("prefix cache: first / later TTFT", prefix["speedup"], ">=", 2.0),
-        ("warm restart / cold start", restart["warm_over_cold"], "<=", 0.5),
-    ]  # fmt: skip
-    return [{"target": name, "value": value, "goal": f"{op} {goal}",
-             "met": None if value is None else (value >= goal if op == ">=" else value <= goal)}
-            for name, value, op, goal in checks]  # fmt: skip
-
-
-def markdown(report: dict[str, object]) -> str:
-    lines = [f"SmolLM2-135M Q4_1, CPU (2 cores), max_tokens={report['max_tokens']}, greedy, "
-             f"end-of-sequence suppressed; tok/s is the median of {report['rounds']} rounds for raw "
-             "and ovrunner (one for the peer)", "",
-             "| system | streams | tok/s | TTFT p50 s | TTFT p95 s | ITL p50 ms | ITL p95 ms | ok | failed |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
-    for r in report["rows"]:  # type: ignore[attr-defined]
-        lines.append(f"| {r['system']} | {r['concurrency']} | {r['tok_s']} | {r['ttft_p50']} | "
-                     f"{r['ttft_p95']} | {r['itl_p50_ms']} | {r['itl_p95_ms']} | {r['completed']} | "
-                     f"{r['failed']} |")  # fmt: skip
-    lines += ["", "| target | value | goal | met |", "| --- | ---: | --- | --- |"]
-    for t in report["targets"]:  # type: ignore[attr-defined]
-        met = {True: "yes", False: "**no**", None: "not measured"}[t["met"]]
-        lines.append(f"| {t['target']} | {t['value']} | {t['goal']} | {met} |")
-    lines += ["", f"Paired HTTP / raw ratios by level: {json.dumps(report['paired_http_over_raw'])}",
-              f"Prefix cache: {json.dumps(report['prefix_cache'])}",
-              f"Restart: {json.dumps(report['restart'])}"]  # fmt: skip
-    return "\n".join(lines) + "\n"
-
-
-def plot(rows: list[dict[str, object]], path: Path) -> None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib is not installed: no plot", file=sys.stderr)
-        return
-    figure, (speed, ttft) = plt.subplots(1, 2, figsize=(10, 4))
-    for system in dict.fromkeys(str(r["system"]) for r in rows):
-        mine = [r for r in rows if r["system"] == system]
-        levels = [r["concurrency"] for r in mine]
-        speed.plot(levels, [r["tok_s"] for r in mine], marker="o", label=system)
-        ttft.plot(levels, [r["ttft_p95"] for r in mine], marker="o", label=system)
-    speed.set(xlabel="concurrent streams", ylabel="output tokens/s", title="Aggregate throughput")
-    ttft.set(xlabel="concurrent streams", ylabel="seconds", title="Time to first token, p95",
-             yscale="log")  # fmt: skip
-    for axes in (speed, ttft):
-        axes.legend()
-        axes.grid(alpha=0.3)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
 
 
 if __name__ == "__main__":
