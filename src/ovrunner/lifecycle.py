@@ -270,7 +270,7 @@ class Lifecycle:
             del self._slots[slot.key]
         if slot.runner is not None:
             runner, slot.runner = slot.runner, None
-            # Closing joins the stepping thread: not on the event loop.
+            # Closing waits for the engine process to exit: not on the event loop.
             asyncio.get_running_loop().run_in_executor(None, runner.close)
 
     def unload_model(self, model_id: str) -> None:
