@@ -3,8 +3,8 @@
 A worker generation only counts as done on a device when that device's counter moved while
 it ran. On an NPU the kernel driver exposes the time the NPU was busy in sysfs; on CPU the
 CPU time of the server and of its engine processes (user plus system, every thread, OpenVINO's
-workers included) plays that part. Under concurrency a positive delta proves that the device worked, not that this one
-request did all of that work.
+workers included) plays that part. Under concurrency a positive delta proves that the device
+worked, not that this one request did all of that work.
 """
 
 from __future__ import annotations

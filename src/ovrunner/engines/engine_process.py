@@ -26,9 +26,6 @@ from ovrunner.errors import EngineError, ModelLoadFailedError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BatchJob", "EngineProcess", "LoopStats", "SequenceOutput", "StepUpdate"]
-
-
 @dataclass(frozen=True)
 class StepUpdate:
     outputs: list[SequenceOutput]

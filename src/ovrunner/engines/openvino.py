@@ -2,8 +2,8 @@
 
 Each loaded model is one `ContinuousBatchingPipeline` with prefix caching, stepped in its own
 engine process (see `stepping`), so concurrent requests share every step and the server's
-event loop never waits for one. Chat requests are templated
-here with the model's own chat template; raw completions are tokenized as they are.
+event loop never waits for one. Chat requests are templated here with the model's own chat
+template; raw completions are tokenized as they are.
 OpenVINO exceptions become `ovrunner.errors` inside this module and nowhere else.
 """
 
@@ -15,7 +15,6 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 from ovrunner.engines import model_files
@@ -179,9 +178,7 @@ class OpenVINORunner(Runner):
         self._genai = import_genai()
         self._tokenizer = tokenizer
         # The pipeline's end-of-sequence ids, for checking requests before they are sent.
-        self._defaults = SimpleNamespace(
-            eos_token_id=ready.eos_token_id, stop_token_ids=set(ready.stop_token_ids)
-        )
+        self._defaults = ready
         self._max_queue = config.max_queue
         self._admitted = 0  # running plus waiting; touched on the event loop only
         self._process = process

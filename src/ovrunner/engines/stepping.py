@@ -17,7 +17,6 @@ Closing the connection (or the server dying) ends the engine process.
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import time
 from collections.abc import Callable
@@ -59,9 +58,10 @@ class Close:
 
 @dataclass(frozen=True)
 class Ready:
-    pid: int
+    """The pipeline is open; its end-of-sequence ids, which every request's config needs."""
+
     eos_token_id: int
-    stop_token_ids: frozenset[int]
+    stop_token_ids: set[int]
 
 
 @dataclass(frozen=True)
@@ -127,7 +127,7 @@ def serve(conn: Connection, opener: Opener, spec: Any, log_level: str) -> None:
         conn.send(LoadFailed(str(exc)))
         return
     defaults = pipeline.get_config()
-    conn.send(Ready(os.getpid(), defaults.eos_token_id, frozenset(defaults.stop_token_ids)))
+    conn.send(Ready(defaults.eos_token_id, set(defaults.stop_token_ids)))
     try:
         _Stepper(pipeline, conn).run()
     except (EOFError, BrokenPipeError):
@@ -157,7 +157,7 @@ class _Stepper:
 
     def run(self) -> None:
         while True:
-            if not self._has_work():
+            if not (self._active or self.stats.pipeline_busy):  # as of the last step
                 self.conn.poll(None)  # idle: sleep until the server says something
             if not self._apply_commands():
                 return
