@@ -19,6 +19,15 @@ def test_header_reader_agrees_with_the_gguf_package(tiny_gguf: Path) -> None:
     assert ours["tokenizer.ggml.tokens"] is None  # arrays are skipped, not built
 
 
+def test_named_arrays_are_read(tiny_gguf: Path) -> None:
+    keys = ("tokenizer.ggml.tokens", "tokenizer.ggml.token_type")
+    ours = read_gguf_metadata(tiny_gguf, arrays=keys)
+    reference = gguf.GGUFReader(str(tiny_gguf))
+    for key in keys:
+        assert ours[key] == reference.fields[key].contents(), key
+    assert ours["tokenizer.ggml.merges"] is None
+
+
 def test_describe_ir_reads_config_json(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text('{"max_position_embeddings": 4096, "model_type": "qwen2"}')
     info = describe(ModelRef("q", tmp_path, ModelFormat.OPENVINO_IR, "openvino"))

@@ -9,7 +9,9 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from ovrunner.engines.base import GenerationRequest, SamplingParams
+from ovrunner.engines.base import GenerationRequest, ModelFormat, ModelRef, SamplingParams
+from ovrunner.engines.byte_vocab import fast_decoder
+from ovrunner.engines.detokenize import DecodeMany
 from ovrunner.errors import ContextLengthExceededError, EngineUnavailableError, InvalidRequestError
 
 # Sampling defaults for parameters a request leaves out, as llama.cpp's server and Ollama
@@ -119,3 +121,20 @@ def encode(tokenizer: Any, request: GenerationRequest) -> Any:
     a raw prompt gets the tokenizer's own (BOS where the model wants one)."""
     text = render_prompt(tokenizer, request)
     return tokenizer.encode(text, add_special_tokens=request.prompt is not None).input_ids
+
+
+def decoder(tokenizer: Any, model: ModelRef) -> DecodeMany:
+    """How a runner turns token windows into text (special tokens skipped): a byte table
+    built from a GGUF's vocabulary where it decodes exactly like the tokenizer, since the
+    tokenizer costs ~50 times as much a call; otherwise the tokenizer itself."""
+
+    def with_tokenizer(windows: list[list[int]]) -> list[str]:
+        return list(tokenizer.decode(windows, skip_special_tokens=True))
+
+    if model.format is not ModelFormat.GGUF:
+        return with_tokenizer
+
+    def token_ids(text: str) -> list[int]:
+        return [int(i) for i in tokenizer.encode(text, add_special_tokens=False).input_ids.data[0]]
+
+    return fast_decoder(model.path, with_tokenizer, token_ids)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import struct
+from collections.abc import Collection
 from pathlib import Path
 from typing import BinaryIO
 
@@ -53,16 +54,22 @@ def converted_ir_dir(model: ModelRef) -> Path | None:
 # -- GGUF header ---------------------------------------------------------------------------
 # The `gguf` package's reader maps every tensor and array (about 3 s for SmolLM2's 49k-token
 # vocabulary); describing a model needs only the scalar keys, so this reads the key-value
-# header and skips arrays without building them.
+# header and skips the arrays nobody asked for without building them.
 
 _SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?",
             10: "<Q", 11: "<q", 12: "<d"}  # fmt: skip
 _STRING, _ARRAY = 8, 9
 ScalarValue = int | float | bool | str | None
+GgufValue = ScalarValue | list[int] | list[float] | list[bool] | list[str]
+
+# The vocabulary: the tokenizer model ("gpt2", "llama", ...) is a scalar, these two arrays.
+TOKENS = "tokenizer.ggml.tokens"
+TOKEN_TYPES = "tokenizer.ggml.token_type"
 
 
-def read_gguf_metadata(path: Path) -> dict[str, ScalarValue]:
-    """Scalar metadata of a GGUF file (arrays are skipped and map to None)."""
+def read_gguf_metadata(path: Path, arrays: Collection[str] = ()) -> dict[str, GgufValue]:
+    """Metadata of a GGUF file: every scalar, and the arrays named in `arrays` (the other
+    arrays are skipped and map to None)."""
     with path.open("rb") as f:
         if f.read(4) != b"GGUF":
             raise ValueError("no GGUF magic number")
@@ -70,11 +77,14 @@ def read_gguf_metadata(path: Path) -> dict[str, ScalarValue]:
         if version < 2:
             raise ValueError(f"GGUF version {version} is too old")
         _tensor_count, kv_count = struct.unpack("<QQ", f.read(16))
-        metadata: dict[str, ScalarValue] = {}
+        metadata: dict[str, GgufValue] = {}
         for _ in range(kv_count):
             key = _read_string(f)
             (value_type,) = struct.unpack("<I", f.read(4))
-            metadata[key] = _read_value(f, value_type)
+            if value_type == _ARRAY:
+                metadata[key] = _read_array(f, keep=key in arrays)
+            else:
+                metadata[key] = _read_scalar(f, value_type)
         return metadata
 
 
@@ -83,17 +93,27 @@ def _read_string(f: BinaryIO) -> str:
     return f.read(length).decode("utf-8", errors="replace")
 
 
-def _read_value(f: BinaryIO, value_type: int) -> ScalarValue:
+def _read_scalar(f: BinaryIO, value_type: int) -> ScalarValue:
     if value_type == _STRING:
         return _read_string(f)
-    if value_type == _ARRAY:
-        element_type, count = struct.unpack("<IQ", f.read(12))
-        if element_type == _STRING:
-            for _ in range(count):
-                (length,) = struct.unpack("<Q", f.read(8))
-                f.seek(length, 1)
-        else:
-            f.seek(struct.calcsize(_SCALARS[element_type]) * count, 1)
-        return None
     fmt = _SCALARS[value_type]
     return struct.unpack(fmt, f.read(struct.calcsize(fmt)))[0]  # type: ignore[no-any-return]
+
+
+def _read_array(f: BinaryIO, *, keep: bool) -> GgufValue:
+    element_type, count = struct.unpack("<IQ", f.read(12))
+    if element_type == _STRING:
+        if keep:
+            return [_read_string(f) for _ in range(count)]
+        for _ in range(count):
+            (length,) = struct.unpack("<Q", f.read(8))
+            f.seek(length, 1)
+        return None
+    if element_type == _ARRAY:
+        raise ValueError("nested GGUF arrays are not supported")
+    fmt = _SCALARS[element_type]
+    size = struct.calcsize(fmt) * count
+    if not keep:
+        f.seek(size, 1)
+        return None
+    return list(struct.unpack(f"<{count}{fmt[1]}", f.read(size)))

@@ -32,7 +32,14 @@ from ovrunner.engines.base import (
 )
 from ovrunner.engines.choices import RequestChoices, coalesce, publish_step
 from ovrunner.engines.engine_process import BatchJob, EngineProcess, StepUpdate
-from ovrunner.engines.generation import encode, generation_config, import_genai, render_prompt
+from ovrunner.engines.detokenize import DecodeMany
+from ovrunner.engines.generation import (
+    decoder,
+    encode,
+    generation_config,
+    import_genai,
+    render_prompt,
+)
 from ovrunner.engines.stepping import Ready
 from ovrunner.errors import (
     EngineUnavailableError,
@@ -107,13 +114,14 @@ class OpenVINOEngine(Engine):
             # engine process opens the pipeline. One thread: its small calls gain nothing
             # from a second one, which would only spin on the core the pipeline steps on.
             tokenizer = genai.Tokenizer(str(model.path), INFERENCE_NUM_THREADS=1)
+            decode_many = decoder(tokenizer, model)
             ready = process.wait_ready()
         except BaseException as exc:
             process.close()
             if isinstance(exc, ModelLoadFailedError):
                 raise
             raise ModelLoadFailedError(f"could not load model {model.id!r}: {exc}") from exc
-        return OpenVINORunner(model, info, process, tokenizer, ready, config)
+        return OpenVINORunner(model, info, process, tokenizer, decode_many, ready, config)
 
 
 @dataclass(frozen=True)
@@ -170,13 +178,14 @@ class OpenVINORunner(Runner):
     structured_output = True
 
     def __init__(self, model: ModelRef, info: ModelInfo, process: EngineProcess, tokenizer: Any,
-                 ready: Ready, config: LoadConfig):  # fmt: skip
+                 decode_many: DecodeMany, ready: Ready, config: LoadConfig):  # fmt: skip
         self.model_id = model.id
         self.model_path = model.path
         self.device = config.device
         self.context_window = info.context_window
         self._genai = import_genai()
         self._tokenizer = tokenizer
+        self._decode_many = decode_many
         # The pipeline's end-of-sequence ids, for checking requests before they are sent.
         self._defaults = ready
         self._max_queue = config.max_queue
@@ -235,9 +244,6 @@ class OpenVINORunner(Runner):
 
     def _on_updates(self, items: list[tuple[BatchJob, StepUpdate]]) -> None:
         publish_step(items, self._decode_many)
-
-    def _decode_many(self, windows: list[list[int]]) -> list[str]:
-        return list(self._tokenizer.decode(windows, skip_special_tokens=True))
 
     @property
     def failure(self) -> Exception | None:

@@ -31,7 +31,7 @@ from ovrunner.engines.base import (
     Runner,
 )
 from ovrunner.engines.detokenize import IncrementalDetokenizer
-from ovrunner.engines.generation import encode, generation_config, import_genai
+from ovrunner.engines.generation import decoder, encode, generation_config, import_genai
 from ovrunner.engines.openvino import open_model, openvino_status, require_device
 from ovrunner.errors import (
     EngineError,
@@ -168,6 +168,7 @@ class NpuRunner(Runner):
         self._genai = import_genai()
         self._pipeline = pipeline
         self._tokenizer = pipeline.get_tokenizer()
+        self._decode_many = decoder(self._tokenizer, model)
         self._defaults = pipeline.get_generation_config()
         self._lock = asyncio.Lock()  # the device runs one generation at a time
         self._max_queue = max_queue
@@ -257,7 +258,7 @@ class NpuRunner(Runner):
             self._generating = False
 
     def _decode(self, ids: list[int]) -> str:
-        return str(self._tokenizer.decode(ids, skip_special_tokens=True))
+        return self._decode_many([ids])[0]
 
     def stats(self) -> dict[str, Any]:
         return {
