@@ -23,7 +23,9 @@ TEXTS = [
 
 
 @pytest.fixture(scope="module", params=["tiny", "smollm2"])
-def model(request: pytest.FixtureRequest, tiny_model: ModelRef, tmp_path_factory: pytest.TempPathFactory) -> ModelRef:
+def model(
+    request: pytest.FixtureRequest, tiny_model: ModelRef, tmp_path_factory: pytest.TempPathFactory
+) -> ModelRef:
     if request.param == "tiny":
         return tiny_model
     return ModelStore(tmp_path_factory.mktemp("store")).get("smollm2-135m")
@@ -38,12 +40,16 @@ def with_tokenizer(tokenizer: openvino_genai.Tokenizer):  # type: ignore[no-unty
     return lambda windows: list(tokenizer.decode(windows, skip_special_tokens=True))
 
 
-def test_a_byte_level_gguf_gets_the_byte_table(model: ModelRef, tokenizer: openvino_genai.Tokenizer) -> None:
+def test_a_byte_level_gguf_gets_the_byte_table(
+    model: ModelRef, tokenizer: openvino_genai.Tokenizer
+) -> None:
     decode_many = decoder(tokenizer, model)
     assert isinstance(getattr(decode_many, "__self__", None), ByteVocab)
 
 
-def test_random_windows_decode_exactly_as_the_tokenizer(model: ModelRef, tokenizer: openvino_genai.Tokenizer) -> None:
+def test_random_windows_decode_exactly_as_the_tokenizer(
+    model: ModelRef, tokenizer: openvino_genai.Tokenizer
+) -> None:
     """Random ids give every kind of window: special tokens, split and invalid UTF-8."""
     decode_many = decoder(tokenizer, model)
     size = len(decode_many.__self__)  # type: ignore[attr-defined]
@@ -52,7 +58,9 @@ def test_random_windows_decode_exactly_as_the_tokenizer(model: ModelRef, tokeniz
     assert decode_many(windows) == with_tokenizer(tokenizer)(windows)
 
 
-def test_streams_of_real_text_join_to_the_tokenizers_text(model: ModelRef, tokenizer: openvino_genai.Tokenizer) -> None:
+def test_streams_of_real_text_join_to_the_tokenizers_text(
+    model: ModelRef, tokenizer: openvino_genai.Tokenizer
+) -> None:
     decode_many = decoder(tokenizer, model)
     for text in TEXTS:
         ids = [int(i) for i in tokenizer.encode(text, add_special_tokens=False).input_ids.data[0]]
@@ -106,9 +114,24 @@ def test_other_vocabularies_keep_the_tokenizer(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "data",
-    [b"caf\xc3\xa9", b"\xc3", b"a\xc3", b"\xc3a", b"a\xa9a", b"a\xffa", b"\xc0\xafa", b"\xc1\x80b",
-     b"\xe0\x80\x80c", b"\xe0\x80A", b"\xf0\x8f\xbf\xbfd", b"\xed\xa0\x80a", b"\xf4\x90\x80\x80e",
-     b"\xf5\x80\x80\x80f", b"x\xf0\x9f\x99", b"\xf0\x9f\x99\x82!"],
+    [
+        b"caf\xc3\xa9",
+        b"\xc3",
+        b"a\xc3",
+        b"\xc3a",
+        b"a\xa9a",
+        b"a\xffa",
+        b"\xc0\xafa",
+        b"\xc1\x80b",
+        b"\xe0\x80\x80c",
+        b"\xe0\x80A",
+        b"\xf0\x8f\xbf\xbfd",
+        b"\xed\xa0\x80a",
+        b"\xf4\x90\x80\x80e",
+        b"\xf5\x80\x80\x80f",
+        b"x\xf0\x9f\x99",
+        b"\xf0\x9f\x99\x82!",
+    ],
 )
 def test_invalid_utf8_is_handled_as_the_tokenizer_handles_it(
     data: bytes, tiny_model: ModelRef

@@ -187,3 +187,39 @@ def test_a_runner_whose_engine_process_died_is_reported_and_reloaded(store: Mode
 
     asyncio.run(scenario())
     assert loads == ["tiny-a", "tiny-a"]
+
+
+def test_an_engine_process_that_dies_while_idle_is_noticed_before_the_next_request(
+    store: ModelStore,
+) -> None:
+    """Nothing reads an idle engine's connection, yet its death shows as `error` at once
+    and the next request is served by a fresh load instead of failing."""
+    import os
+    import signal
+    from contextlib import aclosing
+
+    from ovrunner.engines.base import GenerationRequest, SamplingParams
+    from ovrunner.lifecycle import RunnerState
+
+    loads: list[str] = []
+
+    async def scenario() -> None:
+        life = lifecycle(store, loads)
+        lease = await life.acquire("tiny-a")
+        lease.release()
+        os.kill(lease.runner.stats()["engine_pid"], signal.SIGKILL)
+        for _ in range(200):
+            if [s.state for s in life.slots()] == [RunnerState.ERROR]:
+                break
+            await asyncio.sleep(0.01)
+        assert [s.state for s in life.slots()] == [RunnerState.ERROR]
+        assert "ended unexpectedly (exit code -9)" in str(lease.runner.failure)
+        fresh = await life.acquire("tiny-a")
+        request = GenerationRequest(prompt="hi", sampling=SamplingParams(max_tokens=4))
+        async with aclosing(fresh.runner.generate(request)) as deltas:
+            assert [d async for d in deltas][-1].finish_reason is not None
+        fresh.release()
+        await life.close()
+
+    asyncio.run(scenario())
+    assert loads == ["tiny-a", "tiny-a"]

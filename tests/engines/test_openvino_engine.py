@@ -46,6 +46,29 @@ async def wait_until_idle(runner: OpenVINORunner, timeout: float = 5.0) -> float
     raise AssertionError(f"the pipeline still holds requests: {runner.stats()}")
 
 
+def test_event_loops_in_two_threads_share_one_runner(tiny_runner: OpenVINORunner) -> None:
+    """Engine messages are read on the loop that submitted last; the other loop's jobs are
+    handed over to it, so both streams complete with the text each would get alone."""
+    import threading
+
+    request = raw("the quick brown", SamplingParams(max_tokens=200, temperature=0, ignore_eos=True))
+    alone = "".join(d.text for d in asyncio.run(collect(tiny_runner, request)))
+    results: list[str] = []
+    both_started = threading.Barrier(2)
+
+    def in_a_thread() -> None:
+        both_started.wait(10)
+        deltas = asyncio.run(collect(tiny_runner, request))
+        results.append("".join(d.text for d in deltas))
+
+    threads = [threading.Thread(target=in_a_thread) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert results == [alone, alone]
+
+
 def test_status_reports_version_and_devices() -> None:
     state = OpenVINOEngine().status()
     assert state.status is EngineStatus.RUNNING

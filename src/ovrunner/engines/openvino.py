@@ -31,8 +31,8 @@ from ovrunner.engines.base import (
     Runner,
 )
 from ovrunner.engines.choices import RequestChoices, coalesce, publish_step
-from ovrunner.engines.engine_process import BatchJob, EngineProcess, StepUpdate
 from ovrunner.engines.detokenize import DecodeMany
+from ovrunner.engines.engine_process import BatchJob, EngineProcess, StepUpdate
 from ovrunner.engines.generation import (
     decoder,
     encode,

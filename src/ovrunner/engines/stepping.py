@@ -6,8 +6,8 @@ OpenVINO GenAI's `ContinuousBatchingPipeline` batches every unfinished request i
 for every step: each socket write and each new request waited for the step in progress.
 The pipeline therefore lives in its own process, with its own GIL, running `serve`:
 
-    parent (event loop)  --Submit / Cancel-->  engine process: admit, step, read handles
-    parent (reader thread) <--one Step per step--  (new token ids of every request, stats)
+    server (writer thread) --Submit / Cancel-->  engine process: admit, step, read handles
+    server (event loop)  <--one Step per step--  (new token ids of every request, stats)
 
 The engine process does nothing per token but read each handle once per step; text,
 detokenization and HTTP stay in the server process, which runs while the pipeline steps.
