@@ -252,7 +252,8 @@ def _status(args: argparse.Namespace) -> int:
         return 0
     print(f"ovrunner at {health['bind']}: default model {health['model']} on {health['device']}"
           f" ({'loaded' if health['loaded'] else 'not loaded'})")  # fmt: skip
-    _table(["ENGINE", "STATUS", "DETAIL"], [[e["name"], e["status"], e["detail"]] for e in engines])
+    _table(["ENGINE", "STATUS", "DISK", "DETAIL"],
+           [[e["name"], e["status"], _size(e["disk_usage_bytes"]), e["detail"]] for e in engines])  # fmt: skip
     return 0 if health.get("ok") else 3
 
 

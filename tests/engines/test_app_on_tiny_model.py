@@ -12,6 +12,7 @@ from starlette.testclient import TestClient
 
 from ovrunner.app import create_app
 from ovrunner.engines import model_files
+from ovrunner.engines.openvino import OpenVINOEngine
 from ovrunner.settings import Settings
 from ovrunner.store import ModelStore
 
@@ -122,6 +123,7 @@ def test_an_absent_npu_is_a_503_the_sdk_does_not_retry(tmp_path: Path, tiny_gguf
         assert requests == 1  # x-should-retry: false stopped the SDK's retries
         status = {e["name"]: e for e in client.get("/engines/status").json()["engines"]}
         assert status["openvino-npu"]["status"] == "error"
+        assert status["openvino"]["disk_usage_bytes"] == OpenVINOEngine().disk_usage() > 0
         assert client.get("/healthz").json()["ok"] is True
 
 

@@ -75,6 +75,21 @@ def test_status_reports_version_and_devices() -> None:
     assert "openvino-genai 20" in state.detail and "CPU" in state.detail
 
 
+def test_disk_usage_is_what_the_openvino_packages_take_on_disk() -> None:
+    import importlib.util
+
+    on_disk = 0
+    for package in ("openvino", "openvino_genai", "openvino_tokenizers"):
+        spec = importlib.util.find_spec(package)
+        assert spec is not None and spec.submodule_search_locations
+        for location in spec.submodule_search_locations:
+            on_disk += sum(p.stat().st_size for p in Path(location).rglob("*")
+                           if p.is_file() and "__pycache__" not in p.parts)  # fmt: skip
+    usage = OpenVINOEngine().disk_usage()
+    assert on_disk > 100 << 20
+    assert abs(usage - on_disk) < on_disk * 0.02  # the RECORDs also list dist-info and scripts
+
+
 def test_describe_reads_context_window_without_loading(tiny_model: ModelRef) -> None:
     info = OpenVINOEngine().describe(tiny_model)
     assert info.context_window == CONTEXT_LENGTH

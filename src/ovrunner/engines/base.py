@@ -9,6 +9,8 @@ An `Engine` is a kind of backend (`openvino`, `openvino-npu`); it loads a stored
 from __future__ import annotations
 
 import abc
+import functools
+import importlib.metadata
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -169,6 +171,8 @@ class Engine(abc.ABC):
     name: str
     modes: tuple[Mode, ...] = (Mode.COMPLETION,)
     formats: tuple[ModelFormat, ...] = (ModelFormat.GGUF, ModelFormat.OPENVINO_IR)
+    # The Python distributions that make up the engine's installation (its `disk_usage`).
+    distributions: tuple[str, ...] = ()
 
     @abc.abstractmethod
     def install(self) -> None:
@@ -195,9 +199,25 @@ class Engine(abc.ABC):
         files = [p for p in path.rglob("*") if p.is_file()] if path.is_dir() else [path]
         return sum(p.stat().st_size for p in files)
 
+    def disk_usage(self) -> int:
+        """Bytes the engine's own installation takes on disk, models not included; 0 for
+        what is not installed."""
+        return sum(installed_size(name) for name in self.distributions)
+
     @abc.abstractmethod
     def load(self, model: ModelRef, config: LoadConfig) -> Runner:
         """Load `model` and return its runner. Blocking: call it from a worker thread.
 
         Raises `ModelLoadFailedError`, or `EngineUnavailableError` when the device is absent.
         """
+
+
+@functools.cache
+def installed_size(distribution: str) -> int:
+    """Bytes of the files an installed distribution recorded (its RECORD); 0 when it is not
+    installed. Asked once per process: the installation does not change while it runs."""
+    try:
+        files = importlib.metadata.files(distribution) or []
+    except importlib.metadata.PackageNotFoundError:
+        return 0
+    return sum(f.size or 0 for f in files)

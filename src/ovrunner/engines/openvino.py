@@ -90,8 +90,13 @@ def openvino_status(device: str | None = None, detail: str = "") -> EngineState:
                        f"openvino-genai {version}; devices: {', '.join(devices)}{detail}")  # fmt: skip
 
 
+# What an OpenVINO engine installs: openvino-genai brings the other two.
+OPENVINO_DISTRIBUTIONS = ("openvino", "openvino-genai", "openvino-tokenizers")
+
+
 class OpenVINOEngine(Engine):
     name = "openvino"
+    distributions = OPENVINO_DISTRIBUTIONS
 
     def install(self) -> None:
         import_genai()

@@ -32,7 +32,12 @@ from ovrunner.engines.base import (
 )
 from ovrunner.engines.detokenize import IncrementalDetokenizer
 from ovrunner.engines.generation import decoder, encode, generation_config, import_genai
-from ovrunner.engines.openvino import open_model, openvino_status, require_device
+from ovrunner.engines.openvino import (
+    OPENVINO_DISTRIBUTIONS,
+    open_model,
+    openvino_status,
+    require_device,
+)
 from ovrunner.errors import (
     EngineError,
     InvalidValueError,
@@ -58,6 +63,7 @@ def is_npu(device: str) -> bool:
 
 class OpenVINONpuEngine(Engine):
     name = "openvino-npu"
+    distributions = OPENVINO_DISTRIBUTIONS
 
     def __init__(self, model_id: str, *, device: str = "NPU", limits: NpuLimits = NpuLimits()):
         self.model_id = model_id

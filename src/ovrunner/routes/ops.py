@@ -58,7 +58,7 @@ async def engines_status(request: Request) -> JSONResponse:
     for engine in registry:
         state = engine.status()
         engines.append({"name": engine.name, "status": state.status, "detail": state.detail,
-                        "modes": list(engine.modes)})  # fmt: skip
+                        "modes": list(engine.modes), "disk_usage_bytes": engine.disk_usage()})  # fmt: skip
     return JSONResponse({"engines": engines})
 
 
