@@ -113,10 +113,14 @@ class ByteVocab:
     def mismatches(self, probe_ids: list[int]) -> list[int]:
         """Token ids (and -1 for the probe text) that this table decodes differently from
         the tokenizer."""
-        windows = [*([i] for i in range(len(self._table))), probe_ids]
-        ours, reference = self.decode_many(windows), self._fallback(windows)
-        return [i if i < len(self._table) else -1
-                for i, (a, b) in enumerate(zip(ours, reference)) if a != b]  # fmt: skip
+        # Separate calls: the tokenizer pads a batch to its longest window and keeps the
+        # buffer, so the probe in the batch of single tokens held 128 MiB (SmolLM2).
+        singles = [[i] for i in range(len(self._table))]
+        wrong = [i for i, (a, b) in enumerate(zip(self.decode_many(singles),
+                                                  self._fallback(singles))) if a != b]  # fmt: skip
+        if self.decode_many([probe_ids]) != self._fallback([probe_ids]):
+            wrong.append(-1)
+        return wrong
 
 
 def _text(data: bytes) -> str | None:
