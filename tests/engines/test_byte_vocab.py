@@ -143,3 +143,19 @@ def test_invalid_utf8_is_handled_as_the_tokenizer_handles_it(
     by_byte = {entry[0]: i for i, entry in enumerate(table) if len(entry) == 1}
     window = [by_byte[b] for b in data]
     assert decode_many([window]) == with_tokenizer(tokenizer)([window])
+
+
+def test_checking_the_table_leaves_little_resident(
+    model: ModelRef, tokenizer: openvino_genai.Tokenizer
+) -> None:
+    """The check decodes every token with the tokenizer, which keeps its padded batch buffer:
+    batched with the longer probe, that held 128 MiB for SmolLM2's vocabulary."""
+
+    def resident_mib() -> int:
+        status = Path("/proc/self/status").read_text()
+        return int(status.split("VmRSS:")[1].split()[0]) // 1024
+
+    tokenizer.decode([[1]], skip_special_tokens=True)  # its first call allocates anyway
+    before = resident_mib()
+    decoder(tokenizer, model)
+    assert resident_mib() - before < 40
