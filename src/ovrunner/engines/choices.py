@@ -1,7 +1,7 @@
 """From a step's new token ids to text deltas, for every request that advanced in it.
 
 Runs on the event loop, once per pipeline step: the windows of all streams that advanced are
-decoded in one tokenizer call (see `detokenize.decode_batch`), then each request receives one
+decoded in one batch (see `detokenize.decode_batch`), then each request receives one
 `StepDeltas` in its outbox.
 """
 

@@ -5,9 +5,10 @@ across tokens. Like vLLM and TGI we keep a small window: decode the tokens since
 emitted boundary and emit only the new suffix, holding back text that ends in an incomplete
 UTF-8 sequence (U+FFFD) until the next token completes it.
 
-Each update needs two decodes (the window without and with the new tokens). A tokenizer call
-costs about 0.1 ms whatever its size, so callers gather the windows of every stream that
-advanced in a step and decode them in one batch (`decode_batch`).
+Each update needs two decodes (the window without and with the new tokens). Where the
+OpenVINO tokenizer decodes (models without a byte table, see `byte_vocab`), a call costs
+about 0.1 ms whatever its size, so callers gather the windows of every stream that advanced
+in a step and decode them in one batch (`decode_batch`).
 """
 
 from __future__ import annotations
