@@ -147,6 +147,15 @@ class EngineUnavailableError(OvrunnerError):
     retryable = False
 
 
+class CrashLoopError(EngineUnavailableError):
+    """A runner's engine failed again and again in a short time: it is not restarted any
+    more until the model is unloaded, or until `retry_at` (monotonic seconds)."""
+
+    def __init__(self, message: str, *, retry_at: float) -> None:
+        super().__init__(message)
+        self.retry_at = retry_at
+
+
 class ModelLoadFailedError(OvrunnerError):
     status_code = 503
     code = "model_load_failed"

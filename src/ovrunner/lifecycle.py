@@ -23,6 +23,7 @@ from ovrunner.engines.base import LoadConfig, ModelRef, Runner
 from ovrunner.engines.registry import EngineRegistry
 from ovrunner.errors import (
     BackendMismatchError,
+    CrashLoopError,
     InsufficientMemoryError,
     InvalidValueError,
     ModelNotServedError,
@@ -161,9 +162,11 @@ class Lifecycle:
         first if needed. `keep_alive` (seconds) replaces the runner's keep-alive."""
         model, engine_name = self.resolve(model_id, engine=engine)
         slot = self._slots.get((engine_name, model.id))
-        if slot is not None and slot.runner is not None and slot.runner.failure is not None:
-            log.warning("the runner of %s failed (%s); loading it again",
-                        model.id, slot.runner.failure)  # fmt: skip
+        failure = slot.runner.failure if slot is not None and slot.runner is not None else None
+        if isinstance(failure, CrashLoopError) and time.monotonic() < failure.retry_at:
+            raise failure  # no reload storm: it waits for an unload or the end of the window
+        if slot is not None and failure is not None:
+            log.warning("the runner of %s failed (%s); loading it again", model.id, failure)
             self._unload(slot)
             slot = None
         if slot is None or slot.error is not None:

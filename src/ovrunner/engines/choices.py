@@ -35,19 +35,33 @@ class RequestChoices:
         self.n = n
         self._by_sequence: dict[int, _Choice] = {}
         self._unseen: list[_Choice] = []  # choices whose sequence never produced a token
+        self._rebound: list[_Choice] = []  # choices waiting for a new sequence id
 
     def choice(self, sequence_id: int) -> _Choice:
         choice = self._by_sequence.get(sequence_id)
         if choice is None:
-            choice = self._by_sequence[sequence_id] = _Choice(len(self._by_sequence))
+            index = len(self._by_sequence)
+            choice = self._rebound.pop(0) if self._rebound else _Choice(index)
+            self._by_sequence[sequence_id] = choice
         return choice
+
+    def generated_ids(self) -> tuple[int, ...]:
+        """The tokens of the one choice so far (for a request of n = 1)."""
+        choices = [*self._by_sequence.values(), *self._rebound]
+        return choices[0].detokenizer.token_ids if choices else ()
+
+    def rebind(self) -> None:
+        """Let the choices continue on new sequence ids: a request resumed on a new engine
+        process gets new ids there, and its next tokens extend the same choices."""
+        self._rebound = [*self._rebound, *self._by_sequence.values()]
+        self._by_sequence = {}
 
     def open_choices(self) -> list[_Choice]:
         """Choices not yet closed, including those that never produced a token (a stop
         string matched at once): each of the n choices must get a final delta."""
-        seen = len(self._by_sequence) + len(self._unseen)
+        seen = len(self._by_sequence) + len(self._unseen) + len(self._rebound)
         self._unseen.extend(_Choice(index) for index in range(seen, self.n))
-        choices = [*self._by_sequence.values(), *self._unseen]
+        choices = [*self._by_sequence.values(), *self._rebound, *self._unseen]
         return [c for c in choices if not c.done]
 
 

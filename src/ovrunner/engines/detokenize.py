@@ -29,6 +29,11 @@ class IncrementalDetokenizer:
     def token_count(self) -> int:
         return len(self._ids)
 
+    @property
+    def token_ids(self) -> tuple[int, ...]:
+        """Every token added so far."""
+        return tuple(self._ids)
+
     def add(self, token_ids: Sequence[int]) -> tuple[list[int], list[int]]:
         """Add new tokens; return the two windows to decode: before and after them."""
         self._ids.extend(token_ids)

@@ -8,16 +8,15 @@ thread would cost a thread wake-up and a hand-over to the loop per step, ~2% of 
 throughput on two cores, where every wake-up preempts one of the pipeline's threads.
 
 Messages are read on the loop that submitted last (a server has one; tests run a loop per
-test); updates for a job of another loop are handed to that loop. If the process dies, every
-request in it fails with an `EngineError` and `failure` tells the lifecycle to load the model
-again.
+test); updates for a job of another loop are handed to that loop. If the process dies or its
+pipeline fails, the jobs still in it go to `on_failure` (the runner resumes them on a new
+process, see `openvino.OpenVINORunner`), and `failure` says why this process serves no more.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import itertools
 import logging
 import multiprocessing
 import queue
@@ -27,7 +26,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ovrunner.engines import stepping
-from ovrunner.engines.base import SamplingParams
 from ovrunner.engines.stepping import LoopStats, SequenceOutput
 from ovrunner.errors import EngineError, ModelLoadFailedError
 
@@ -43,16 +41,26 @@ class StepUpdate:
 
 @dataclass(eq=False)
 class BatchJob:
-    """One request in the engine process, as the event loop sees it: the `on_updates`
-    hook keeps its per-request state in `context` and its results in `outbox`."""
+    """One request in an engine process, as the event loop sees it: `submit` is what was
+    sent (kept to send again on a new process), the `on_updates` hook keeps its per-request
+    state in `context` and its results in `outbox`."""
 
-    request_id: int
+    submit: stepping.Submit
     loop: asyncio.AbstractEventLoop
     context: Any = None
     outbox: asyncio.Queue[Any] = field(default_factory=asyncio.Queue)
+    cancelled: bool = False
+    strikes: int = 0  # engine failures this request was in flight at
+
+    @property
+    def request_id(self) -> int:
+        return self.submit.request_id
 
 
 OnUpdates = Callable[[list[tuple[BatchJob, StepUpdate]]], None]
+# The jobs a failed process held, why it failed, and the requests it suspects (see
+# `stepping.StepFailed`; None when the process died without a word).
+OnFailure = Callable[[list[BatchJob], EngineError, "tuple[int, ...] | None"], None]
 
 
 class EngineProcess:
@@ -69,6 +77,7 @@ class EngineProcess:
     ) -> None:
         self.name = name
         self._on_updates: OnUpdates = lambda items: None
+        self._on_failure: OnFailure | None = None
         # spawn, not fork: the server already runs threads (uvicorn, OpenVINO's own).
         context = multiprocessing.get_context("spawn")
         self._conn, child_conn = context.Pipe()
@@ -81,7 +90,6 @@ class EngineProcess:
         self._process.start()
         child_conn.close()
         self._jobs: dict[int, BatchJob] = {}
-        self._ids = itertools.count()
         self._commands: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._closing = False
         # The loop that reads the engine's messages, and a guard for the moment a second
@@ -118,30 +126,33 @@ class EngineProcess:
         self.ready = message
         return message
 
-    def attach(self, on_updates: OnUpdates) -> None:
+    def attach(self, on_updates: OnUpdates, on_failure: OnFailure | None = None) -> None:
         """Start relaying: after each step, `on_updates` runs once on the event loop with
-        every request that advanced or finished in that step."""
+        every request that advanced or finished in that step. If the process fails, the jobs
+        it held go to `on_failure` (on the reading loop); without one they fail."""
         self._on_updates = on_updates
+        self._on_failure = on_failure
         threading.Thread(
             target=self._write, name=f"ovrunner-write-{self.name}", daemon=True
         ).start()
 
     # -- event-loop side -------------------------------------------------------------------
 
-    def submit(self, prompt_ids: Any, sampling: SamplingParams, context_window: int,
-               context: Any = None) -> BatchJob:  # fmt: skip
+    def submit(self, job: BatchJob) -> None:
+        """Send `job` to the engine; on the event loop. Its request id must be new to this
+        process."""
         if self.failure is not None:
             raise self.failure
-        job = BatchJob(next(self._ids), asyncio.get_running_loop(), context)
-        if self._reading_on is not job.loop:
-            self._read_on(job.loop)
+        loop = asyncio.get_running_loop()
+        if self._reading_on is not loop:
+            self._read_on(loop)
         self._jobs[job.request_id] = job
-        self._commands.put(stepping.Submit(job.request_id, prompt_ids, sampling, context_window))
-        return job
+        self._commands.put(job.submit)
 
     def cancel(self, job: BatchJob) -> None:
         if self._jobs.pop(job.request_id, None) is not None:
             self._commands.put(stepping.Cancel(job.request_id))
+            self._follow_jobs()
 
     def close(self, timeout: float = 10.0) -> None:
         """End the process: it leaves its loop at the `Close` command and exits. Callable
@@ -204,7 +215,7 @@ class EngineProcess:
                 message = self._conn.recv()
                 if isinstance(message, stepping.StepFailed):
                     self._stop_reading()
-                    self._fail(message.message)
+                    self._fail(message.message, message.suspects)
                     return
                 self._deliver(message)
         except (EOFError, OSError):
@@ -221,22 +232,45 @@ class EngineProcess:
     def _deliver(self, step: stepping.Step) -> None:
         self.stats = step.stats
         batch: list[tuple[BatchJob, StepUpdate]] = []
+        finished = False
         for update in step.updates:
             job = self._jobs.get(update.request_id)
             if job is None:  # cancelled meanwhile
                 continue
             if update.finished:
+                finished = True
                 self._jobs.pop(update.request_id, None)
             error = EngineError(update.error) if update.error else None
             batch.append((job, StepUpdate(update.outputs, update.finished, error)))
         self._post(batch)
+        if finished:
+            self._follow_jobs()
 
-    def _fail(self, message: str) -> None:
+    def _follow_jobs(self) -> None:
+        """Read on a loop that has jobs: the loop reading now may end once its own jobs are
+        done (a test's `asyncio.run`), and then nobody would read for the others."""
+        reading = self._reading_on
+        loops = {job.loop for job in list(self._jobs.values())}
+        if reading is None or reading in loops or not loops:
+            return
+        target = next(iter(loops))
+        _call_on(target, functools.partial(self._take_over, target))
+
+    def _take_over(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._reading_on is not loop and not self._conn.closed:
+            self._read_on(loop)
+
+    def _fail(self, message: str, suspects: tuple[int, ...] | None = None) -> None:
         if self._failure is not None:
             return
         log.error("engine process of %s: %s", self.name, message)
         self._failure = EngineError(message)
-        self._fail_all(self._failure)
+        if self._on_failure is None:
+            self._fail_all(self._failure)
+            return
+        jobs = list(self._jobs.values())
+        self._jobs.clear()
+        self._on_failure(jobs, self._failure, suspects)
 
     def _fail_all(self, error: EngineError) -> None:
         jobs = list(self._jobs.values())
@@ -244,14 +278,19 @@ class EngineProcess:
         self._post([(job, StepUpdate([], finished=True, error=error)) for job in jobs])
 
     def _post(self, batch: list[tuple[BatchJob, StepUpdate]]) -> None:
-        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[BatchJob, StepUpdate]]] = {}
-        for job, update in batch:
-            by_loop.setdefault(job.loop, []).append((job, update))
-        for loop, items in by_loop.items():
-            if _on_loop(loop):
-                self._on_updates(items)
-            else:
-                _call_on(loop, functools.partial(self._on_updates, items))
+        post(batch, self._on_updates)
+
+
+def post(batch: list[tuple[BatchJob, StepUpdate]], on_updates: OnUpdates) -> None:
+    """Run `on_updates` with `batch`, each job's updates on that job's own loop."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[BatchJob, StepUpdate]]] = {}
+    for job, update in batch:
+        by_loop.setdefault(job.loop, []).append((job, update))
+    for loop, items in by_loop.items():
+        if _on_loop(loop):
+            on_updates(items)
+        else:
+            _call_on(loop, functools.partial(on_updates, items))
 
 
 def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:

@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+
+import numpy
 
 from ovrunner.engines import model_files
 from ovrunner.engines.base import (
@@ -29,10 +33,11 @@ from ovrunner.engines.base import (
     ModelInfo,
     ModelRef,
     Runner,
+    SamplingParams,
 )
 from ovrunner.engines.choices import RequestChoices, coalesce, publish_step
 from ovrunner.engines.detokenize import DecodeMany
-from ovrunner.engines.engine_process import BatchJob, EngineProcess, StepUpdate
+from ovrunner.engines.engine_process import BatchJob, EngineProcess, StepUpdate, post
 from ovrunner.engines.generation import (
     decoder,
     encode,
@@ -40,10 +45,14 @@ from ovrunner.engines.generation import (
     import_genai,
     render_prompt,
 )
-from ovrunner.engines.stepping import Ready
+from ovrunner.engines.stepping import Ready, Submit
 from ovrunner.errors import (
+    CrashLoopError,
+    EngineError,
     EngineUnavailableError,
+    InvalidValueError,
     ModelLoadFailedError,
+    OvrunnerError,
     QueueFullError,
 )
 
@@ -113,6 +122,15 @@ class OpenVINOEngine(Engine):
         info = self.describe(model)
         spec = PipelineSpec(model, config.device, config.kv_cache_gb, config.cache_dir)
         level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
+
+        def start_process() -> tuple[EngineProcess, Ready]:
+            process = EngineProcess(open_pipeline, spec, name=model.id, log_level=level)
+            try:
+                return process, process.wait_ready()
+            except BaseException:
+                process.close()
+                raise
+
         process = EngineProcess(open_pipeline, spec, name=model.id, log_level=level)
         try:
             # The server's own tokenizer (templating, encoding, decoding) builds while the
@@ -126,7 +144,8 @@ class OpenVINOEngine(Engine):
             if isinstance(exc, ModelLoadFailedError):
                 raise
             raise ModelLoadFailedError(f"could not load model {model.id!r}: {exc}") from exc
-        return OpenVINORunner(model, info, process, tokenizer, decode_many, ready, config)
+        return OpenVINORunner(model, info, start_process, tokenizer, decode_many, config,
+                              started=(process, ready))  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -178,12 +197,33 @@ def open_model(
     return construct(str(model.path), None, {**properties, "enable_save_ov_model": True})
 
 
+# A runner whose engine fails this many times within the window stops restarting it.
+CRASH_LIMIT = 3
+CRASH_WINDOW_S = 60.0
+# A request in flight through this many engine failures is failed, not resumed again.
+STRIKE_LIMIT = 2
+
+StartProcess = Callable[[], tuple[EngineProcess, Ready]]  # blocking
+
+
 class OpenVINORunner(Runner):
+    """A model on the `openvino` engine, stepped in an engine process.
+
+    If that process dies or its pipeline fails, the runner starts a new one and resubmits
+    every request in flight with its prompt plus the tokens it already generated, so each
+    stream goes on where it stopped (its counts and `max_tokens` carry over). Not resumed, and
+    ended with the error instead: requests of n > 1 and with structured output (their state
+    cannot be rebuilt), the request the failed step blames (see `stepping.StepFailed`), and a
+    request in flight through `STRIKE_LIMIT` failures. `CRASH_LIMIT` failures within
+    `CRASH_WINDOW_S` end the restarts: `failure` then holds a `CrashLoopError`.
+    """
+
     engine_name = OpenVINOEngine.name
     structured_output = True
 
-    def __init__(self, model: ModelRef, info: ModelInfo, process: EngineProcess, tokenizer: Any,
-                 decode_many: DecodeMany, ready: Ready, config: LoadConfig):  # fmt: skip
+    def __init__(self, model: ModelRef, info: ModelInfo, start_process: StartProcess,
+                 tokenizer: Any, decode_many: DecodeMany, config: LoadConfig,
+                 started: tuple[EngineProcess, Ready] | None = None):  # fmt: skip
         self.model_id = model.id
         self.model_path = model.path
         self.device = config.device
@@ -191,12 +231,23 @@ class OpenVINORunner(Runner):
         self._genai = import_genai()
         self._tokenizer = tokenizer
         self._decode_many = decode_many
-        # The pipeline's end-of-sequence ids, for checking requests before they are sent.
-        self._defaults = ready
+        self._start_process = start_process
         self._max_queue = config.max_queue
         self._admitted = 0  # running plus waiting; touched on the event loop only
+        self._ids = itertools.count()
+        self._crashes: list[float] = []  # monotonic times of recent engine failures
+        self.restarts = 0
+        self._restarting: asyncio.Future[None] | None = None
+        self._restart_needed = False
+        self._failure: OvrunnerError | None = None
+        process, ready = started or start_process()
+        self._use(process, ready)
+
+    def _use(self, process: EngineProcess, ready: Ready) -> None:
+        # The pipeline's end-of-sequence ids, for checking requests before they are sent.
+        self._defaults = ready
         self._process = process
-        process.attach(self._on_updates)
+        process.attach(self._on_updates, self._on_failure)
 
     # -- prompt preparation ------------------------------------------------------------------
 
@@ -212,6 +263,8 @@ class OpenVINORunner(Runner):
         sampling = request.sampling
         prompt = await asyncio.to_thread(self.encode, request)
         prompt_tokens = int(prompt.shape[1])
+        if prompt_tokens == 0:
+            raise InvalidValueError("the prompt is empty: it has no tokens", param="prompt")
         # The engine process builds the same config; building it here too turns a bad
         # request into a 400 before it is sent.
         generation_config(self._genai, self._defaults, sampling, prompt_tokens, self.context_window)
@@ -221,15 +274,11 @@ class OpenVINORunner(Runner):
                 "try again shortly"
             )
         self._admitted += 1
-        job = None
+        submit = Submit(next(self._ids), prompt.data, sampling, self.context_window)
+        job = BatchJob(submit, asyncio.get_running_loop(), RequestChoices(prompt_tokens, sampling.n))
         finished = False
         try:
-            job = self._process.submit(
-                prompt.data,
-                sampling,
-                self.context_window,
-                RequestChoices(prompt_tokens, sampling.n),
-            )
+            await self._send(job)
             while not finished:
                 items = [await job.outbox.get()]
                 while not job.outbox.empty():
@@ -244,29 +293,146 @@ class OpenVINORunner(Runner):
                     yield delta
         finally:
             self._admitted -= 1
-            if job is not None and not finished:
+            if not finished:
+                job.cancelled = True
                 self._process.cancel(job)
+
+    async def _send(self, job: BatchJob) -> None:
+        """Submit `job`, first waiting for a restart in progress (or one owed)."""
+        while True:
+            if self._restart_needed and self._failure is None:
+                self._restart_needed = False
+                self._restarting = asyncio.get_running_loop().create_task(self._restart([]))
+            if self._restarting is not None:
+                await asyncio.shield(self._restarting)
+                continue
+            if self.failure is not None:
+                raise self.failure
+            if self._restarting is None:  # else `failure` found the process dead just now
+                self._process.submit(job)
+                return
 
     def _on_updates(self, items: list[tuple[BatchJob, StepUpdate]]) -> None:
         publish_step(items, self._decode_many)
 
+    # -- recovery ----------------------------------------------------------------------------
+
+    def _on_failure(
+        self, jobs: list[BatchJob], error: EngineError, suspects: tuple[int, ...] | None
+    ) -> None:
+        """The engine process failed holding `jobs`: restart it and resume what can be."""
+        now = time.monotonic()
+        self._crashes = [t for t in self._crashes if now - t < CRASH_WINDOW_S] + [now]
+        if len(self._crashes) >= CRASH_LIMIT:
+            self._failure = CrashLoopError(
+                f"the engine of {self.model_id!r} failed {len(self._crashes)} times within "
+                f"{CRASH_WINDOW_S:.0f} s (last: {error.message}); it is not restarted until "
+                f"the model is unloaded, or for {CRASH_WINDOW_S:.0f} s",
+                retry_at=now + CRASH_WINDOW_S,
+            )
+            self._end(jobs, self._failure)
+            return
+        # The step's newcomers are to blame only when some requests were there before them.
+        blamed = set(suspects or ()) if len(set(suspects or ())) < len(jobs) else set()
+        resumed: list[BatchJob] = []
+        for job in jobs:
+            job.strikes += 1
+            if job.request_id in blamed:
+                self._end([job], EngineError(f"this request failed the engine: {error.message}"))
+            elif not resumable(job.submit.sampling):
+                self._end([job], EngineError(
+                    f"{error.message}; this request (n > 1 or structured output) cannot be "
+                    "resumed on a new engine"))  # fmt: skip
+            elif job.strikes >= STRIKE_LIMIT:
+                self._end([job], EngineError(
+                    f"{error.message}; this request was in flight at {job.strikes} engine "
+                    "failures and is not resumed again"))  # fmt: skip
+            else:
+                resumed.append(job)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # found dead off the event loop: restart at the next request
+            self._end(resumed, error)
+            self._restart_needed = True
+            return
+        self._restarting = loop.create_task(self._restart(resumed))
+
+    async def _restart(self, jobs: list[BatchJob]) -> None:
+        old = self._process
+        try:
+            await asyncio.to_thread(old.close)
+            process, ready = await asyncio.to_thread(self._start_process)
+        except OvrunnerError as exc:
+            self._failure = exc
+            self._end(jobs, exc)
+            return
+        finally:
+            self._restarting = None
+        self.restarts += 1
+        log.warning("restarted the engine process of %s; resuming %d requests",
+                    self.model_id, len(jobs))  # fmt: skip
+        self._use(process, ready)
+        for job in jobs:
+            if not job.cancelled:
+                self._resume(job)
+
+    def _resume(self, job: BatchJob) -> None:
+        """Send `job` again: its prompt plus what it generated, for what is left of it."""
+        choices: RequestChoices = job.context
+        generated = choices.generated_ids()
+        sampling = job.submit.sampling
+        left = None if sampling.max_tokens is None else sampling.max_tokens - len(generated)
+        if left is not None and left <= 0:  # every token arrived, only the end did not
+            post([(job, StepUpdate([], finished=True))], self._on_updates)
+            return
+        choices.rebind()
+        prompt = numpy.concatenate(
+            [job.submit.prompt_ids, numpy.asarray([generated], dtype=job.submit.prompt_ids.dtype)],
+            axis=1,
+        )
+        job.submit = replace(
+            job.submit,
+            request_id=next(self._ids),
+            prompt_ids=prompt,
+            sampling=replace(
+                sampling,
+                max_tokens=left,
+                min_tokens=None if sampling.min_tokens is None
+                else max(0, sampling.min_tokens - len(generated)),
+            ),  # fmt: skip
+        )
+        self._process.submit(job)
+
+    def _end(self, jobs: list[BatchJob], error: OvrunnerError) -> None:
+        post([(job, StepUpdate([], finished=True, error=error)) for job in jobs], self._on_updates)
+
     @property
     def failure(self) -> Exception | None:
-        return self._process.failure
+        if self._failure is None and self._restarting is None:
+            self._process.failure  # noqa: B018 - finds an engine that died idle; restarts it
+        return self._failure
 
     def stats(self) -> dict[str, Any]:
-        loop = self._process.stats
+        engine = self._process.stats
         return {
             "admitted": self._admitted,
-            "running": loop.running,
-            "waiting": max(0, self._admitted - loop.running),
-            "steps": loop.steps,
-            "max_batch": loop.max_batch,
-            "cache_usage": loop.cache_usage,
-            "kv_cache_bytes": loop.kv_cache_bytes,
-            "pipeline_busy": loop.pipeline_busy,
+            "running": engine.running,
+            "waiting": max(0, self._admitted - engine.running),
+            "steps": engine.steps,
+            "max_batch": engine.max_batch,
+            "cache_usage": engine.cache_usage,
+            "kv_cache_bytes": engine.kv_cache_bytes,
+            "pipeline_busy": engine.pipeline_busy,
             "engine_pid": self._process.pid,
+            "restarts": self.restarts,
+            "restarting": self._restarting is not None,
         }
 
     def close(self) -> None:
         self._process.close()
+
+
+def resumable(sampling: SamplingParams) -> bool:
+    """Whether a request can go on from its generated tokens on a new pipeline: one choice,
+    and no grammar whose state would have to be rebuilt."""
+    return sampling.n == 1 and sampling.json_schema is None

@@ -107,7 +107,15 @@ class Step:
 
 @dataclass(frozen=True)
 class StepFailed:
-    message: str  # the pipeline is unusable after a failed step; the process ends
+    """The pipeline is unusable after a failed step; the process ends.
+
+    `suspects` are the requests admitted since the last step that succeeded: a request the
+    pipeline accepted but cannot run (its grammar fails to compile, say) fails the first step
+    it is part of, so when they are fewer than the requests in flight, the others are not to
+    blame."""
+
+    message: str
+    suspects: tuple[int, ...] = ()
 
 
 # -- the engine process ------------------------------------------------------------------------
@@ -147,6 +155,8 @@ class _Stepper:
     stats: LoopStats = field(default_factory=LoopStats)
     _active: dict[int, _Active] = field(default_factory=dict)
     _metrics_at: float = 0.0
+    # Requests admitted since the last step that succeeded (see `StepFailed`).
+    _unproven: set[int] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self._genai = import_genai()
@@ -167,8 +177,10 @@ class _Stepper:
                 self.pipeline.step()
             except Exception as exc:
                 log.exception("pipeline step failed")
-                self.conn.send(StepFailed(f"the engine failed while generating: {exc}"))
+                message = f"the engine failed while generating: {exc}"
+                self.conn.send(StepFailed(message, tuple(sorted(self._unproven))))
                 return
+            self._unproven.clear()
             self._publish()
 
     def _has_work(self) -> bool:
@@ -202,6 +214,7 @@ class _Stepper:
             self.conn.send(Step([RequestUpdate(submit.request_id, [], True, error)], self.stats))
             return
         self._active[submit.request_id] = _Active(handle, submit.sampling.logprobs)
+        self._unproven.add(submit.request_id)
 
     def _publish(self) -> None:
         updates: list[RequestUpdate] = []
