@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from ovrunner.engines.base import ModelFormat, ModelRef
-from tests.support.tiny_model import build_tiny_gguf
+from ovrunner.engines.tiny_model import build_tiny_gguf
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -24,7 +25,7 @@ from ovrunner.lifecycle import Lifecycle, parse_keep_alive
 from ovrunner.metrics import AccessLog, Metrics
 from ovrunner.openapi import openapi_json
 from ovrunner.routes import models, openai, ops, worker
-from ovrunner.security import ApiKeyGuard, BodyLimit
+from ovrunner.security import ApiKeyGuard, BodyLimit, HostGuard
 from ovrunner.settings import Settings
 from ovrunner.store import ModelStore
 
@@ -109,9 +110,15 @@ def create_app(settings: Settings, registry: EngineRegistry | None = None) -> St
 def _middleware(settings: Settings, metrics: Metrics) -> list[Middleware]:
     # Outermost first: every request is logged and counted, refused ones included.
     stack = [Middleware(AccessLog, metrics=metrics)]
+    if settings.cors_origins:
+        stack.append(Middleware(CORSMiddleware, allow_origins=settings.cors_origins,
+                                allow_methods=["*"], allow_headers=["*"]))  # fmt: skip
     api_key = settings.resolved_api_key()
     if api_key:
         stack.append(Middleware(ApiKeyGuard, api_key=api_key))
+    elif settings.uds is None:  # a browser cannot reach a socket file
+        stack.append(Middleware(HostGuard, bind_host=settings.host,
+                                allowed_hosts=settings.allowed_hosts))  # fmt: skip
     stack.append(Middleware(BodyLimit, max_bytes=settings.max_body_bytes))
     return stack
 

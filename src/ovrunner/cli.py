@@ -153,7 +153,7 @@ async def _job_in_process(settings: Settings, payload: dict[str, object]) -> htt
     app = create_app(settings)
     transport = httpx.ASGITransport(app=app)
     try:
-        async with httpx.AsyncClient(transport=transport, base_url="http://ovrunner") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
             return await client.post(JOB_PATH, json=payload, timeout=None)
     finally:
         await app.state.lifecycle.close()

@@ -66,6 +66,14 @@ class AuthenticationError(OvrunnerError):
     code = "invalid_api_key"
 
 
+class HostNotAllowedError(OvrunnerError):
+    """The request named a Host this server does not answer to (DNS rebinding)."""
+
+    status_code = 403
+    type = "invalid_request_error"
+    code = "host_not_allowed"
+
+
 class NotFoundError(OvrunnerError):
     status_code = 404
     type = "invalid_request_error"
@@ -94,6 +102,12 @@ class RequestTooLargeError(OvrunnerError):
     status_code = 413
     type = "invalid_request_error"
     code = "request_too_large"
+
+
+class UnsupportedMediaTypeError(OvrunnerError):
+    status_code = 415
+    type = "invalid_request_error"
+    code = "unsupported_media_type"
 
 
 class ClientDisconnectedError(OvrunnerError):

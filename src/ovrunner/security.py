@@ -1,7 +1,16 @@
-"""Access and input limits: the API key, the loopback-by-default bind and the body cap.
+"""Access and input limits: the API key, the loopback-by-default bind, the Host check for
+requests from web pages, and the body cap.
 
-Both guards are plain ASGI middleware so they act before any handler reads a byte of the
+The guards are plain ASGI middleware so they act before any handler reads a byte of the
 body. Their refusals are the OpenAI error object, like every other error.
+
+A server on loopback without a key is reachable by any page open in the user's browser. Two
+ways in, and what closes them: DNS rebinding (a hostile name that resolves to 127.0.0.1, so
+the page is "same origin" with the server) sends that name as `Host`, which `HostGuard`
+refuses; a cross-site "simple" request (a form POST of `text/plain` shaped like JSON) cannot
+set `Content-Type: application/json`, and bodies of any other type are refused with a 415
+(`routes.body`). No CORS headers are sent unless origins are allowlisted, so other origins
+cannot read answers either. With a key set, the key is the guard: a page cannot send it.
 """
 
 from __future__ import annotations
@@ -12,7 +21,12 @@ import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ovrunner.errors import AuthenticationError, OvrunnerError, RequestTooLargeError
+from ovrunner.errors import (
+    AuthenticationError,
+    HostNotAllowedError,
+    OvrunnerError,
+    RequestTooLargeError,
+)
 
 # Routes that answer without a key: liveness probes must not need secrets.
 OPEN_PATHS = frozenset({"/healthz"})
@@ -97,3 +111,34 @@ class BodyLimit:
             return message
 
         await self.app(scope, counted, send)
+
+
+def host_name(header: bytes) -> str:
+    """The name in a Host header, without its port: `[::1]:8080` -> `::1`."""
+    text = header.decode("latin-1").strip().lower()
+    if text.startswith("["):
+        return text[1 : text.find("]")] if "]" in text else text
+    return text.rsplit(":", 1)[0] if text.count(":") == 1 else text
+
+
+class HostGuard:
+    """Refuses (403) a request whose Host is not the bind address, a loopback name or an
+    allowlisted host; installed only while no API key is set. A request without a Host header
+    cannot come from a browser and passes."""
+
+    def __init__(self, app: ASGIApp, bind_host: str, allowed_hosts: list[str]) -> None:
+        self.app = app
+        self._allowed = {bind_host.lower().strip("[]"), *(h.lower() for h in allowed_hosts)}
+
+    def allows(self, name: str) -> bool:
+        return name in self._allowed or is_loopback(name) or name.endswith(".localhost")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            header = dict(scope["headers"]).get(b"host")
+            if header is not None and not self.allows(host_name(header)):
+                await _send_error(send, HostNotAllowedError(
+                    f"the Host {header.decode('latin-1')[:100]!r} is not this server's: "
+                    "add it to allowed_hosts, or set an API key"))  # fmt: skip
+                return
+        await self.app(scope, receive, send)

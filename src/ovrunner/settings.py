@@ -53,6 +53,16 @@ class Settings(BaseSettings):
     )
     api_key_file: Path | None = Field(None, description="A file holding the API key.")
     max_body_bytes: int = Field(1 << 20, ge=1024, description="Largest request body (413).")
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Host names answered besides the bind address and loopback names, while "
+        "no API key is set (others get 403: DNS rebinding).",
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="Origins whose web pages may call the API from a browser (CORS); none "
+        "by default.",
+    )
     shutdown_grace_s: float = Field(
         30, ge=0, description="On SIGTERM, how long in-flight requests may finish."
     )

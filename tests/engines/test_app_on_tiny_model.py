@@ -24,7 +24,7 @@ def make_client(tmp_path: Path, tiny_gguf: Path, **settings: object) -> TestClie
     if TINY not in store.list_ids():
         store.add(tiny_gguf, TINY, engine="openvino", source="test",
                   context_window=lambda ref: model_files.describe(ref).context_window)  # fmt: skip
-    return TestClient(create_app(Settings(store_dir=tmp_path, model=TINY, **settings)))
+    return TestClient(create_app(Settings(store_dir=tmp_path, model=TINY, **settings)), base_url="http://localhost")
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +34,7 @@ def client(tmp_path_factory: pytest.TempPathFactory, tiny_gguf: Path) -> Iterato
 
 
 def sdk(client: TestClient, prefix: str = "/v1", retries: int = 0) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"http://testserver{prefix}", api_key="unused",
+    return openai.OpenAI(base_url=f"http://localhost{prefix}", api_key="unused",
                          http_client=client, max_retries=retries)  # fmt: skip
 
 

@@ -21,7 +21,7 @@ from ovrunner.engines.base import (
 )
 from ovrunner.engines.openvino import OpenVINOEngine, OpenVINORunner
 from ovrunner.errors import ContextLengthExceededError, EngineUnavailableError
-from tests.support.tiny_model import CONTEXT_LENGTH
+from ovrunner.engines.tiny_model import CONTEXT_LENGTH
 
 GREEDY = SamplingParams(max_tokens=24, temperature=0)
 

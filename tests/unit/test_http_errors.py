@@ -11,12 +11,14 @@ from starlette.testclient import TestClient
 from ovrunner.app import create_app
 from ovrunner.errors import InvalidValueError
 from ovrunner.settings import Settings
+
+JSON = {"Content-Type": "application/json"}
 from ovrunner.store import ModelStore, validate_model_id
 
 
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[TestClient]:
-    with TestClient(create_app(Settings(store_dir=tmp_path))) as client:
+    with TestClient(create_app(Settings(store_dir=tmp_path)), base_url="http://localhost") as client:
         yield client
 
 
@@ -57,7 +59,7 @@ def test_invalid_fields_are_400_naming_the_param(client: TestClient, body: dict,
 
 @pytest.mark.parametrize("raw", [b"", b"{", b"[1, 2]", b"\xff\xfe", b"null"])
 def test_bodies_that_are_not_a_json_object(client: TestClient, raw: bytes) -> None:
-    response = client.post("/v1/chat/completions", content=raw)
+    response = client.post("/v1/chat/completions", content=raw, headers=JSON)
     assert response.status_code == 400
     assert error_of(response)["type"] == "invalid_request_error"
 
@@ -65,7 +67,7 @@ def test_bodies_that_are_not_a_json_object(client: TestClient, raw: bytes) -> No
 @pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity"])
 def test_non_finite_numbers_are_refused(client: TestClient, value: str) -> None:
     raw = '{"model": "m", "messages": [{"role": "user", "content": "x"}], "temperature": %s}'
-    response = client.post("/v1/chat/completions", content=(raw % value).encode())
+    response = client.post("/v1/chat/completions", content=(raw % value).encode(), headers=JSON)
     assert response.status_code == 400
     assert error_of(response)["param"] == "temperature"
 

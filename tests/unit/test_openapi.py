@@ -16,7 +16,7 @@ def test_every_route_is_in_the_document(tmp_path: Path) -> None:
     served = {(method.lower(), route.path.replace(":path}", "}"))
               for route in app.routes if isinstance(route, Route)
               for method in (route.methods or set()) - {"HEAD"}}  # fmt: skip
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://localhost") as client:
         document = client.get("/openapi.json").json()
     documented = {(method, path) for path, ops in document["paths"].items() for method in ops}
     assert served == documented

@@ -15,13 +15,15 @@ from ovrunner.errors import OvrunnerError
 from ovrunner.security import check_bind, is_loopback
 from ovrunner.settings import Settings
 
+JSON = {"Content-Type": "application/json"}
+
 KEY = "s3cret-key"
 
 
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[TestClient]:
     settings = Settings(store_dir=tmp_path, api_key=KEY, max_body_bytes=4096)  # type: ignore[arg-type]
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings), base_url="http://localhost") as client:
         yield client
 
 
@@ -44,7 +46,7 @@ def test_the_key_opens_them_and_healthz_is_open(client: TestClient) -> None:
 def test_a_key_file(tmp_path: Path) -> None:
     (tmp_path / "key").write_text(KEY + "\n")
     settings = Settings(store_dir=tmp_path, api_key_file=tmp_path / "key")
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings), base_url="http://localhost") as client:
         assert client.get("/v1/models").status_code == 401
         assert client.get("/v1/models", headers={"Authorization": f"Bearer {KEY}"}).status_code == 200
 
@@ -55,7 +57,7 @@ def auth() -> dict[str, str]:
 
 def test_a_large_body_is_a_413(client: TestClient) -> None:
     body = b'{"model": "smollm2-135m", "prompt": "' + b"x" * 5000 + b'"}'
-    response = client.post("/v1/completions", content=body, headers=auth())
+    response = client.post("/v1/completions", content=body, headers={**auth(), **JSON})
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "request_too_large"
 
@@ -67,19 +69,19 @@ def test_a_large_chunked_body_is_a_413(client: TestClient) -> None:
             yield b"x" * 1000
         yield b'"}'
 
-    response = client.post("/v1/completions", content=chunks(), headers=auth())
+    response = client.post("/v1/completions", content=chunks(), headers={**auth(), **JSON})
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "request_too_large"
 
 
 def test_deep_json_is_a_400(client: TestClient) -> None:
     body = b'{"model": "m", "messages": ' + b"[" * 2000 + b"]" * 2000 + b"}"
-    response = client.post("/v1/chat/completions", content=body, headers=auth())
+    response = client.post("/v1/chat/completions", content=body, headers={**auth(), **JSON})
     assert response.status_code == 400
 
 
 def test_too_many_messages_is_a_400(tmp_path: Path) -> None:
-    with TestClient(create_app(Settings(store_dir=tmp_path))) as client:
+    with TestClient(create_app(Settings(store_dir=tmp_path)), base_url="http://localhost") as client:
         messages = [{"role": "user", "content": "x"}] * 1025
         response = client.post("/v1/chat/completions", json={"model": "m", "messages": messages})
         assert response.status_code == 400 and response.json()["error"]["param"] == "messages"
@@ -101,3 +103,63 @@ def test_serve_refuses_a_public_bind_without_a_key(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert done.returncode != 0 and "API key" in done.stderr
+
+
+# -- requests from web pages the user visits ---------------------------------------------------
+
+
+@pytest.fixture
+def keyless(tmp_path: Path) -> Iterator[TestClient]:
+    settings = Settings(store_dir=tmp_path, allowed_hosts=["ovrunner.lan"])
+    with TestClient(create_app(settings), base_url="http://localhost") as client:
+        yield client
+
+
+ROUTES = [("GET", "/healthz"), ("GET", "/v1/models"), ("POST", "/v1/chat/completions"),
+          ("POST", "/v1/completions"), ("GET", "/engines/ps"), ("GET", "/metrics"),
+          ("POST", "/exp/v1/worker/generate"), ("GET", "/no/such/route")]  # fmt: skip
+
+
+@pytest.mark.parametrize(("method", "path"), ROUTES)
+def test_a_foreign_host_is_a_403_on_every_route(keyless: TestClient, method: str,
+                                                path: str) -> None:  # fmt: skip
+    """DNS rebinding: a hostile name resolving to 127.0.0.1 arrives as its own Host."""
+    response = keyless.request(method, path, headers={"Host": "attacker.example"}, json={})
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "host_not_allowed"
+    assert set(response.json()["error"]) == {"message", "type", "param", "code"}
+
+
+@pytest.mark.parametrize("host", ["localhost", "localhost:18820", "127.0.0.1:9", "[::1]:18820",
+                                  "ovrunner.lan", "ovrunner.lan:80", "app.localhost"])  # fmt: skip
+def test_loopback_and_allowlisted_hosts_pass(keyless: TestClient, host: str) -> None:
+    assert keyless.get("/healthz", headers={"Host": host}).status_code == 200
+
+
+def test_with_a_key_the_key_is_the_guard(client: TestClient) -> None:
+    response = client.get("/v1/models", headers={**auth(), "Host": "ovrunner.example"})
+    assert response.status_code == 200
+
+
+CHAT = '{"model": "smollm2-135m", "messages": [{"role": "user", "content": "hi"}]}'
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded",
+                                          "multipart/form-data; boundary=x", None])  # fmt: skip
+def test_a_body_not_sent_as_json_is_a_415(keyless: TestClient, content_type: str | None) -> None:
+    """A cross-site form can POST text/plain shaped like JSON without a preflight."""
+    headers = {} if content_type is None else {"Content-Type": content_type}
+    response = keyless.post("/v1/chat/completions", content=CHAT, headers=headers)
+    assert response.status_code == 415
+    assert response.json()["error"]["code"] == "unsupported_media_type"
+
+
+def test_no_cors_by_default_and_allowlisted_origins_get_it(tmp_path: Path) -> None:
+    origin = {"Origin": "http://evil.example"}
+    with TestClient(create_app(Settings(store_dir=tmp_path)), base_url="http://localhost") as c:
+        assert "access-control-allow-origin" not in c.get("/v1/models", headers=origin).headers
+    settings = Settings(store_dir=tmp_path, cors_origins=["http://app.example"])
+    with TestClient(create_app(settings), base_url="http://localhost") as c:
+        allowed = c.get("/v1/models", headers={"Origin": "http://app.example"})
+        assert allowed.headers["access-control-allow-origin"] == "http://app.example"
+        assert "access-control-allow-origin" not in c.get("/v1/models", headers=origin).headers

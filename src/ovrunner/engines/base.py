@@ -204,6 +204,10 @@ class Engine(abc.ABC):
         what is not installed."""
         return sum(installed_size(name) for name in self.distributions)
 
+    async def validate(self, request: GenerationRequest) -> None:
+        """Refuse, with a 400, what this engine would accept and then fail on; called before
+        any runner is leased, so it must not need one. Nothing by default."""
+
     @abc.abstractmethod
     def load(self, model: ModelRef, config: LoadConfig) -> Runner:
         """Load `model` and return its runner. Blocking: call it from a worker thread.

@@ -12,7 +12,12 @@ from typing import Any
 from ovrunner.engines.base import GenerationRequest, ModelFormat, ModelRef, SamplingParams
 from ovrunner.engines.byte_vocab import fast_decoder
 from ovrunner.engines.detokenize import DecodeMany
-from ovrunner.errors import ContextLengthExceededError, EngineUnavailableError, InvalidRequestError
+from ovrunner.errors import (
+    ContextLengthExceededError,
+    EngineUnavailableError,
+    InvalidRequestError,
+    InvalidValueError,
+)
 
 # Sampling defaults for parameters a request leaves out, as llama.cpp's server and Ollama
 # choose them: OpenAI's own default (temperature 1, no truncation) makes small local models
@@ -72,7 +77,8 @@ def generation_config(
         config.top_p = DEFAULT_TOP_P if sampling.top_p is None else sampling.top_p
         config.top_k = DEFAULT_TOP_K if sampling.top_k is None else sampling.top_k
         config.min_p = DEFAULT_MIN_P if sampling.min_p is None else sampling.min_p
-        config.rng_seed = random.getrandbits(31) if sampling.seed is None else sampling.seed
+        # The binding takes unsigned 64-bit seeds: a negative one is its two's complement.
+        config.rng_seed = random.getrandbits(31) if sampling.seed is None else sampling.seed % 2**64
         config.num_return_sequences = sampling.n
     elif sampling.n > 1:
         raise InvalidRequestError("n > 1 needs temperature > 0", param="n")
@@ -120,7 +126,10 @@ def encode(tokenizer: Any, request: GenerationRequest) -> Any:
     """Token ids for the request: a chat-templated prompt already holds its special tokens,
     a raw prompt gets the tokenizer's own (BOS where the model wants one)."""
     text = render_prompt(tokenizer, request)
-    return tokenizer.encode(text, add_special_tokens=request.prompt is not None).input_ids
+    ids = tokenizer.encode(text, add_special_tokens=request.prompt is not None).input_ids
+    if ids.shape[1] == 0:  # the pipeline would fail its own `prompt_len > 0` check
+        raise InvalidValueError("the prompt is empty: it has no tokens", param="prompt")
+    return ids
 
 
 def decoder(tokenizer: Any, model: ModelRef) -> DecodeMany:

@@ -36,6 +36,7 @@ from ovrunner.engines.base import (
     SamplingParams,
 )
 from ovrunner.engines.choices import RequestChoices, coalesce, publish_step
+from ovrunner.engines.grammar import shared_schema_check
 from ovrunner.engines.detokenize import DecodeMany
 from ovrunner.engines.engine_process import BatchJob, EngineProcess, StepUpdate, post
 from ovrunner.engines.generation import (
@@ -50,7 +51,6 @@ from ovrunner.errors import (
     CrashLoopError,
     EngineError,
     EngineUnavailableError,
-    InvalidValueError,
     ModelLoadFailedError,
     OvrunnerError,
     QueueFullError,
@@ -103,18 +103,28 @@ def openvino_status(device: str | None = None, detail: str = "") -> EngineState:
 OPENVINO_DISTRIBUTIONS = ("openvino", "openvino-genai", "openvino-tokenizers")
 
 
-class OpenVINOEngine(Engine):
-    name = "openvino"
+class OpenVINOFamily(Engine):
+    """What both OpenVINO engines share: the installation, how a model is described, and
+    the schema check (both compile schemas with the same xgrammar)."""
+
     distributions = OPENVINO_DISTRIBUTIONS
 
     def install(self) -> None:
         import_genai()
 
-    def status(self) -> EngineState:
-        return openvino_status()
-
     def describe(self, model: ModelRef) -> ModelInfo:
         return model_files.describe(model)
+
+    async def validate(self, request: GenerationRequest) -> None:
+        if request.sampling.json_schema is not None:
+            await shared_schema_check().check(request.sampling.json_schema)
+
+
+class OpenVINOEngine(OpenVINOFamily):
+    name = "openvino"
+
+    def status(self) -> EngineState:
+        return openvino_status()
 
     def load(self, model: ModelRef, config: LoadConfig) -> Runner:
         genai = import_genai()
@@ -263,8 +273,6 @@ class OpenVINORunner(Runner):
         sampling = request.sampling
         prompt = await asyncio.to_thread(self.encode, request)
         prompt_tokens = int(prompt.shape[1])
-        if prompt_tokens == 0:
-            raise InvalidValueError("the prompt is empty: it has no tokens", param="prompt")
         # The engine process builds the same config; building it here too turns a bad
         # request into a 400 before it is sent.
         generation_config(self._genai, self._defaults, sampling, prompt_tokens, self.context_window)

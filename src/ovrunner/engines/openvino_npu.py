@@ -33,7 +33,7 @@ from ovrunner.engines.base import (
 from ovrunner.engines.detokenize import IncrementalDetokenizer
 from ovrunner.engines.generation import decoder, encode, generation_config, import_genai
 from ovrunner.engines.openvino import (
-    OPENVINO_DISTRIBUTIONS,
+    OpenVINOFamily,
     open_model,
     openvino_status,
     require_device,
@@ -61,26 +61,19 @@ def is_npu(device: str) -> bool:
     return device.split(".")[0].upper() == "NPU"
 
 
-class OpenVINONpuEngine(Engine):
+class OpenVINONpuEngine(OpenVINOFamily):
     name = "openvino-npu"
-    distributions = OPENVINO_DISTRIBUTIONS
 
     def __init__(self, model_id: str, *, device: str = "NPU", limits: NpuLimits = NpuLimits()):
         self.model_id = model_id
         self.device = device
         self.limits = limits
 
-    def install(self) -> None:
-        import_genai()
-
     def status(self) -> EngineState:
         return openvino_status(self.device, f"; device {self.device}; serves {self.model_id}")
 
     def serves(self, model: ModelRef) -> bool:
         return model.id == self.model_id
-
-    def describe(self, model: ModelRef) -> ModelInfo:
-        return model_files.describe(model)
 
     def load(self, model: ModelRef, config: LoadConfig) -> Runner:
         genai = import_genai()

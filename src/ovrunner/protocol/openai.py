@@ -16,6 +16,11 @@ from pydantic import BaseModel, ConfigDict, Field
 Finite = ConfigDict(extra="allow", allow_inf_nan=False)
 MAX_MESSAGES = 1024
 MAX_STOP = 16
+# Token counts beyond any context window, yet within what the engine's binding takes.
+MAX_TOKEN_COUNT = 2**31 - 1
+# Seeds: OpenAI's are signed 64-bit; the engine's are unsigned 64-bit, so a negative seed is
+# taken as its two's complement (the same seed always means the same stream).
+MIN_SEED, MAX_SEED = -(2**63), 2**64 - 1
 
 
 class _Request(BaseModel):
@@ -68,22 +73,22 @@ class ResponseFormat(BaseModel):
 
 class _SamplingFields(_Request):
     model: str
-    max_tokens: int | None = Field(None, ge=1)
+    max_tokens: int | None = Field(None, ge=1, le=MAX_TOKEN_COUNT)
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, gt=0, le=1)
     n: int = Field(1, ge=1, le=8)
     stop: str | list[str] | None = Field(None, max_length=MAX_STOP)
-    seed: int | None = None
+    seed: int | None = Field(None, ge=MIN_SEED, le=MAX_SEED)
     presence_penalty: float | None = Field(None, ge=-2, le=2)
     frequency_penalty: float | None = Field(None, ge=-2, le=2)
     stream: bool = False
     stream_options: StreamOptions | None = None
     user: str | None = None
     # Sampling extensions sent through the SDK's `extra_body`, named as vLLM and llama.cpp do.
-    top_k: int | None = Field(None, ge=0)
+    top_k: int | None = Field(None, ge=0, le=MAX_TOKEN_COUNT)
     min_p: float | None = Field(None, ge=0, le=1)
     repetition_penalty: float | None = Field(None, gt=0, le=10)
-    min_tokens: int | None = Field(None, ge=0)
+    min_tokens: int | None = Field(None, ge=0, le=MAX_TOKEN_COUNT)
     ignore_eos: bool = False
     # How long the model stays loaded after this request, as Ollama spells it ("5m", 0, -1).
     keep_alive: str | float | None = None
@@ -104,7 +109,7 @@ class _SamplingFields(_Request):
 
 class ChatCompletionRequest(_SamplingFields):
     messages: list[ChatMessage] = Field(min_length=1, max_length=MAX_MESSAGES)
-    max_completion_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1, le=MAX_TOKEN_COUNT)
     response_format: ResponseFormat | None = None
     logprobs: bool | None = None
     top_logprobs: int | None = Field(None, ge=0, le=20)

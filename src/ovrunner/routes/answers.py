@@ -27,34 +27,9 @@ from ovrunner.protocol.openai import (
     ContentChunkTemplate,
     Usage,
 )
+from ovrunner.routes.serving import Generation
 
 T = TypeVar("T")
-
-
-class UsageTally:
-    """Token usage of a request, from the running counts its deltas carry."""
-
-    def __init__(self) -> None:
-        self._prompt_tokens = 0
-        self._completion_tokens: dict[int, int] = {}
-
-    def add(self, delta: GenerationDelta) -> GenerationDelta:
-        self._prompt_tokens = delta.prompt_tokens
-        self._completion_tokens[delta.index] = delta.completion_tokens
-        return delta
-
-    def usage(self) -> Usage:
-        completion = sum(self._completion_tokens.values())
-        return Usage(prompt_tokens=self._prompt_tokens, completion_tokens=completion,
-                     total_tokens=self._prompt_tokens + completion)  # fmt: skip
-
-
-@dataclass
-class Generation:
-    """A started generation: its deltas, and the usage tally they update as they pass."""
-
-    deltas: AsyncIterator[GenerationDelta]
-    tally: UsageTally
 
 
 @dataclass

@@ -4,19 +4,32 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 
-from ovrunner.errors import InvalidRequestError, InvalidValueError
+from ovrunner.errors import InvalidRequestError, InvalidValueError, UnsupportedMediaTypeError
 
 log = logging.getLogger(__name__)
 
 M = TypeVar("M", bound=BaseModel)
 
+# JSON may spell a UTF-16 surrogate as an escape ("\\ud800"); alone (not half of a pair) it
+# is no character, and no tokenizer can encode it. Only bodies holding such an escape are
+# walked, so the common body costs one scan of its bytes.
+_ESCAPED_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
+
 
 async def parse_body(request: Request, model: type[M]) -> M:
+    """The body as `model`; 415 unless it is sent as JSON (see `security` for why)."""
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type != "application/json" and not media_type.endswith("+json"):
+        raise UnsupportedMediaTypeError(
+            f"the request body must be sent as Content-Type: application/json, not "
+            f"{media_type[:80] or 'none'!r}"
+        )
     raw = await request.body()
     try:
         data = json.loads(raw)
@@ -26,6 +39,8 @@ async def parse_body(request: Request, model: type[M]) -> M:
         raise InvalidRequestError("the request body nests too deeply") from None
     if not isinstance(data, dict):
         raise InvalidRequestError("the request body must be a JSON object")
+    if _ESCAPED_SURROGATE.search(raw):
+        _refuse_lone_surrogates(data, [])
     try:
         parsed = model.model_validate(data)
     except ValidationError as exc:
@@ -52,3 +67,24 @@ _TYPE_TAGS = {"str", "int", "float", "bool", "list", "dict", "none"}
 
 def _is_field(part: int | str) -> bool:
     return isinstance(part, int) or (part.isidentifier() and part not in _TYPE_TAGS)
+
+
+def _refuse_lone_surrogates(value: object, path: list[str | int]) -> None:
+    """400 naming the first string (value or key) that holds a lone surrogate."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            param = ".".join(str(p) for p in path) or None
+            raise InvalidValueError(
+                f"invalid value for {param!r}: it holds a lone UTF-16 surrogate, which is "
+                "not a character",
+                param=param,
+            ) from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _refuse_lone_surrogates(key, path)
+            _refuse_lone_surrogates(item, [*path, key])
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _refuse_lone_surrogates(item, [*path, index])

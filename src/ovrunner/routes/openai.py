@@ -3,23 +3,14 @@
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import AsyncIterator
-from contextlib import aclosing
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from ovrunner.engines.base import (
-    GenerationDelta,
-    GenerationRequest,
-    ModelRef,
-    SamplingParams,
-)
+from ovrunner.engines.base import GenerationRequest, ModelRef, SamplingParams
 from ovrunner.errors import ModelNotFoundError, UnsupportedParameterError
-from ovrunner.lifecycle import Lease, Lifecycle, parse_keep_alive
-from ovrunner.metrics import Metrics
+from ovrunner.lifecycle import parse_keep_alive
 from ovrunner.protocol.openai import (
     ChatCompletion,
     ChatCompletionChoice,
@@ -36,6 +27,7 @@ from ovrunner.protocol.openai import (
 )
 from ovrunner.routes import answers
 from ovrunner.routes.body import parse_body
+from ovrunner.routes.serving import start_generation
 from ovrunner.store import ModelStore
 from ovrunner.streaming import sse_response
 
@@ -113,55 +105,8 @@ def _json_schema(response_format: ResponseFormat | None) -> str | None:
     return json.dumps(response_format.json_schema.schema_)
 
 
-async def _start(
-    lease: Lease, request: GenerationRequest, metrics: Metrics
-) -> answers.Generation:
-    """Start generating and wait for the first delta, so that validation, admission and
-    load failures are raised here, before any response has begun, with their real status.
-
-    The lease on the runner is released when the returned iterator ends or is closed.
-    """
-    runner = lease.runner
-    started = time.perf_counter()
-    try:
-        if request.sampling.json_schema is not None and not runner.structured_output:
-            raise UnsupportedParameterError(
-                f"the engine {runner.engine_name!r} cannot enforce response_format",
-                param="response_format",
-            )
-        deltas = runner.generate(request)
-        try:
-            first = await anext(deltas)
-        except StopAsyncIteration:
-            first = None
-    except BaseException:
-        lease.release()
-        raise
-    metrics.time_to_first_token.labels(runner.model_id).observe(time.perf_counter() - started)
-
-    tally = answers.UsageTally()
-
-    async def chained() -> AsyncIterator[GenerationDelta]:
-        try:
-            async with aclosing(deltas):
-                if first is not None:
-                    yield tally.add(first)
-                async for delta in deltas:
-                    yield tally.add(delta)
-        finally:
-            lease.release()
-            usage = tally.usage()
-            metrics.observe_usage(runner.model_id, usage.prompt_tokens, usage.completion_tokens)
-
-    return answers.Generation(chained(), tally)
-
-
-async def _acquire(request: Request, body: ChatCompletionRequest | CompletionRequest) -> Lease:
-    lifecycle: Lifecycle = request.app.state.lifecycle
-    keep_alive = None if body.keep_alive is None else parse_keep_alive(body.keep_alive)
-    return await lifecycle.acquire(
-        body.model, engine=request.path_params.get("engine"), keep_alive=keep_alive
-    )
+def _keep_alive(body: ChatCompletionRequest | CompletionRequest) -> float | None:
+    return None if body.keep_alive is None else parse_keep_alive(body.keep_alive)
 
 
 async def create_chat_completion(request: Request) -> Response:
@@ -172,19 +117,22 @@ async def create_chat_completion(request: Request) -> Response:
             "log probability",
             param="top_logprobs",
         )
-    lease = await _acquire(request, body)
-    messages = [m.for_template() for m in body.messages]
     generation = GenerationRequest(
-        messages=messages,
+        messages=[m.for_template() for m in body.messages],
         sampling=_sampling(body, logprobs=bool(body.logprobs),
                            response_format=body.response_format),  # fmt: skip
     )
-    started = await _start(lease, generation, request.app.state.metrics)
+    started = await start_generation(request, body.model, generation,
+                                     keep_alive=_keep_alive(body))  # fmt: skip
     completion_id, created = new_id("chatcmpl"), now()
     if body.stream:
         return sse_response(answers.chat_chunks(body, started, completion_id, created),
-                            request.app.state.settings.shutdown_grace_s)  # fmt: skip
-    result = await answers.unless_disconnected(request, answers.collect(started, body.n))
+                            request.app.state.settings.shutdown_grace_s,
+                            on_close=started.aclose)  # fmt: skip
+    try:
+        result = await answers.unless_disconnected(request, answers.collect(started, body.n))
+    finally:
+        await started.aclose()
     choices = [
         ChatCompletionChoice(
             index=i,
@@ -210,16 +158,20 @@ async def create_completion(request: Request) -> Response:
             "log probability (send logprobs: 0)",
             param="logprobs",
         )
-    lease = await _acquire(request, body)
     generation = GenerationRequest(
         prompt=body.prompt, sampling=_sampling(body, logprobs=body.logprobs is not None)
     )
-    started = await _start(lease, generation, request.app.state.metrics)
+    started = await start_generation(request, body.model, generation,
+                                     keep_alive=_keep_alive(body))  # fmt: skip
     completion_id, created = new_id("cmpl"), now()
     if body.stream:
         return sse_response(answers.completion_chunks(body, started, completion_id, created),
-                            request.app.state.settings.shutdown_grace_s)  # fmt: skip
-    result = await answers.unless_disconnected(request, answers.collect(started, body.n))
+                            request.app.state.settings.shutdown_grace_s,
+                            on_close=started.aclose)  # fmt: skip
+    try:
+        result = await answers.unless_disconnected(request, answers.collect(started, body.n))
+    finally:
+        await started.aclose()
     choices = [
         CompletionChoice(
             index=i,

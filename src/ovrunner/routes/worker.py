@@ -63,8 +63,8 @@ async def _generate(request: Request, job: str | None) -> Response:
     lease = await lifecycle.acquire(model, engine=engine)
     runner = lease.runner
     loaded = time.perf_counter()
-    counter = counter_for(runner.device, settings.npu_busy_path, settings.busy_counter)
     try:
+        counter = counter_for(runner.device, settings.npu_busy_path, settings.busy_counter)
         # A client that hangs up cancels its job, as on the OpenAI routes.
         result = await unless_disconnected(
             request, run_job(preset, runner, body.input, max_new_tokens, counter)

@@ -1,8 +1,10 @@
 """Build a tiny llama GGUF that OpenVINO GenAI can load, using only `gguf` and `tokenizers`.
 
 The model is random but deterministic (fixed seed), well under 1 MB, and built in well under
-a second. Weights use a large init (std 0.3): with a small init greedy decoding collapses onto
-one token, and the engine tests need varied output to show that stream deltas join correctly.
+a second. Two users: the tests, which need a real pipeline in CI, and the server's schema
+check (`grammar`), which compiles client schemas on a pipeline of its own. Weights use a large
+init (std 0.3): with a small init greedy decoding collapses onto one token, and the engine
+tests need varied output to show that stream deltas join correctly.
 """
 
 from __future__ import annotations

@@ -1,0 +1,119 @@
+"""The path every generating route shares: check, resolve, lease, start, and own to the end.
+
+`start_generation` refuses what the engine would fail on before any lease is taken, then
+leases the runner and waits for the first delta, so validation, admission and load failures
+are raised before a response begins, with their real status. From then on one object owns
+the lease: `Generation.aclose()` (idempotent) cancels what is left of the generation,
+releases the lease and records usage. Each route reaches it on every path (a `finally` for a
+whole answer, `streaming.sse_response(..., on_close=...)` for a stream), so a request that is
+refused, cancelled, disconnected before its first chunk or failed leaves `in_use` as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+
+from starlette.requests import Request
+
+from ovrunner.engines.base import GenerationDelta, GenerationRequest
+from ovrunner.errors import UnsupportedParameterError
+from ovrunner.lifecycle import Lease, Lifecycle
+from ovrunner.metrics import Metrics
+from ovrunner.protocol.openai import Usage
+
+log = logging.getLogger(__name__)
+
+
+class UsageTally:
+    """Token usage of a request, from the running counts its deltas carry."""
+
+    def __init__(self) -> None:
+        self._prompt_tokens = 0
+        self._completion_tokens: dict[int, int] = {}
+
+    def add(self, delta: GenerationDelta) -> GenerationDelta:
+        self._prompt_tokens = delta.prompt_tokens
+        self._completion_tokens[delta.index] = delta.completion_tokens
+        return delta
+
+    def usage(self) -> Usage:
+        completion = sum(self._completion_tokens.values())
+        return Usage(prompt_tokens=self._prompt_tokens, completion_tokens=completion,
+                     total_tokens=self._prompt_tokens + completion)  # fmt: skip
+
+
+class Generation:
+    """A started generation and the lease on its runner; `deltas` yields every delta once."""
+
+    def __init__(self, source: AsyncIterator[GenerationDelta], first: GenerationDelta | None,
+                 lease: Lease, metrics: Metrics) -> None:  # fmt: skip
+        self.tally = UsageTally()
+        self._source = source
+        self._first = first
+        self._lease = lease
+        self._metrics = metrics
+        self._closed = False
+        self.deltas = self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[GenerationDelta]:
+        if self._first is not None:
+            yield self.tally.add(self._first)
+        async for delta in self._source:
+            yield self.tally.add(delta)
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await self.deltas.aclose()
+            await self._source.aclose()  # cancels the generation in the engine if it runs
+        except RuntimeError:  # still iterated elsewhere: a bug, but the lease must go
+            log.exception("a generation was closed while it was being read")
+        finally:
+            self._lease.release()
+            usage = self.tally.usage()
+            model_id = self._lease.runner.model_id
+            self._metrics.observe_usage(model_id, usage.prompt_tokens, usage.completion_tokens)
+
+
+async def start_generation(
+    request: Request,
+    model_id: str,
+    generation: GenerationRequest,
+    *,
+    keep_alive: float | None = None,
+) -> Generation:
+    """Check `generation` against the engine, lease the model's runner (on the engine the
+    route is pinned to, if any) and start generating; raise before any response begins."""
+    lifecycle: Lifecycle = request.app.state.lifecycle
+    metrics: Metrics = request.app.state.metrics
+    pinned = request.path_params.get("engine")
+    _, engine_name = lifecycle.resolve(model_id, engine=pinned)
+    await request.app.state.registry.get(engine_name).validate(generation)
+    lease = await lifecycle.acquire(model_id, engine=pinned, keep_alive=keep_alive)
+    runner = lease.runner
+    started = time.perf_counter()
+    deltas = None
+    try:
+        if generation.sampling.json_schema is not None and not runner.structured_output:
+            raise UnsupportedParameterError(
+                f"the engine {runner.engine_name!r} cannot enforce response_format",
+                param="response_format",
+            )
+        deltas = runner.generate(generation)
+        try:
+            first = await anext(deltas)
+        except StopAsyncIteration:
+            first = None
+    except BaseException:
+        if deltas is not None:
+            with contextlib.suppress(Exception):
+                await deltas.aclose()
+        lease.release()
+        raise
+    metrics.time_to_first_token.labels(runner.model_id).observe(time.perf_counter() - started)
+    return Generation(deltas, first, lease, metrics)
