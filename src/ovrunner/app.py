@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,6 +17,7 @@ from starlette.routing import Route
 
 from ovrunner.busy import BusyCounter, NpuSysfsCounter, ProcessCpuCounter
 from ovrunner.engines.base import LoadConfig
+from ovrunner.engines.grammar import shared_schema_check
 from ovrunner.engines.openvino import OpenVINOEngine
 from ovrunner.engines.openvino_npu import NpuLimits, OpenVINONpuEngine
 from ovrunner.engines.registry import EngineRegistry
@@ -51,6 +53,8 @@ def create_app(settings: Settings, registry: EngineRegistry | None = None) -> St
         device=settings.device,
         kv_cache_gb=settings.kv_cache_gb,
         max_queue=settings.max_queue,
+        crash_limit=settings.crash_limit,
+        crash_window_s=settings.crash_window_s,
         cache_dir=settings.compile_cache_dir,
     )
     metrics = Metrics()
@@ -71,6 +75,8 @@ def create_app(settings: Settings, registry: EngineRegistry | None = None) -> St
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if settings.preload:
+            # The schema check builds its pipeline now rather than at the first schema.
+            warm_up = asyncio.create_task(asyncio.to_thread(shared_schema_check().warm_up))
             try:
                 await lifecycle.runner_for(settings.model)
             except OvrunnerError as exc:
@@ -81,6 +87,8 @@ def create_app(settings: Settings, registry: EngineRegistry | None = None) -> St
             yield
         finally:
             await lifecycle.close()
+            if settings.preload:
+                await warm_up
 
     app = Starlette(
         routes=[

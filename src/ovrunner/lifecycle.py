@@ -276,10 +276,13 @@ class Lifecycle:
             # Closing waits for the engine process to exit: not on the event loop.
             asyncio.get_running_loop().run_in_executor(None, runner.close)
 
-    def unload_model(self, model_id: str) -> None:
-        """Unload every runner of `model_id` (before the store deletes it)."""
-        for slot in [s for s in self._slots.values() if s.model.id == model_id]:
+    def unload_model(self, model_id: str) -> int:
+        """Unload every runner of `model_id` (before the store deletes it, or on request);
+        requests still running on them end with an error. Returns how many there were."""
+        slots = [s for s in self._slots.values() if s.model.id == model_id]
+        for slot in slots:
             self._unload(slot)
+        return len(slots)
 
     # -- status ----------------------------------------------------------------------------
 

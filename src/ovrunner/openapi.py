@@ -22,6 +22,7 @@ from ovrunner.protocol.openai import (
     Model,
     ModelList,
 )
+from ovrunner.protocol.ops import UnloadRequest, UnloadResponse
 from ovrunner.protocol.worker import WorkerRequest, WorkerResponse
 from ovrunner.routes.models import ImportRequest, PullRequest
 
@@ -69,6 +70,7 @@ ROUTES: list[tuple[str, str, str, type[BaseModel] | None, type[BaseModel] | None
     ("get", "/healthz", "Health", None, None),
     ("get", "/engines/status", "Engine status", None, None),
     ("get", "/engines/ps", "Loaded runners", None, None),
+    ("post", "/engines/unload", "Unload runners", UnloadRequest, UnloadResponse),
     ("get", "/metrics", "Prometheus metrics", None, None),
     ("get", "/openapi.json", "This document", None, None),
 ]  # fmt: skip

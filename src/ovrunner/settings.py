@@ -47,6 +47,13 @@ class Settings(BaseSettings):
     max_queue: int = Field(
         64, ge=1, description="Requests admitted per runner (running plus waiting)."
     )
+    crash_limit: int = Field(
+        3, ge=1, description="Engine failures within `crash_window_s` after which a runner "
+        "stops restarting its engine (503 until unloaded)."
+    )
+    crash_window_s: float = Field(
+        60, gt=0, description="The window in which `crash_limit` failures stop the restarts."
+    )
     log_level: str = Field("info", description="Logging level.")
     api_key: SecretStr | None = Field(
         None, description="Bearer key every route but /healthz requires; needed off loopback."

@@ -27,7 +27,7 @@ from ovrunner.engines.base import (
     ModelRef,
     SamplingParams,
 )
-from ovrunner.engines.openvino import CRASH_LIMIT, OpenVINOEngine, OpenVINORunner
+from ovrunner.engines.openvino import OpenVINOEngine, OpenVINORunner
 from ovrunner.errors import CrashLoopError, EngineError
 
 T = TypeVar("T")
@@ -178,12 +178,12 @@ def test_a_crash_loop_stops_the_restarts(runner: OpenVINORunner) -> None:
     short = GenerationRequest(prompt="hi", sampling=SamplingParams(max_tokens=4, temperature=0))
 
     async def scenario() -> None:
-        for restarts in range(1, CRASH_LIMIT):
+        for restarts in range(1, LoadConfig().crash_limit):
             kill_engine(runner)
             assert (await stream(runner, short))[-1].completion_tokens == 4
             assert runner.stats()["restarts"] == restarts
         kill_engine(runner)
-        with pytest.raises(CrashLoopError, match=f"failed {CRASH_LIMIT} times"):
+        with pytest.raises(CrashLoopError, match=f"failed {LoadConfig().crash_limit} times"):
             await stream(runner, short)
 
     asyncio.run(scenario())

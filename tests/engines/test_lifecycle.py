@@ -195,7 +195,6 @@ def test_a_crash_loop_is_a_503_until_the_model_is_unloaded(store: ModelStore) ->
     from contextlib import aclosing
 
     from ovrunner.engines.base import GenerationRequest, SamplingParams
-    from ovrunner.engines.openvino import CRASH_LIMIT
     from ovrunner.errors import CrashLoopError
     from ovrunner.lifecycle import RunnerState
 
@@ -212,7 +211,7 @@ def test_a_crash_loop_is_a_503_until_the_model_is_unloaded(store: ModelStore) ->
 
     async def scenario() -> None:
         life = lifecycle(store, loads)
-        for _ in range(CRASH_LIMIT):
+        for _ in range(LoadConfig().crash_limit):
             runner = await life.runner_for("tiny-a")
             os.kill(runner.stats()["engine_pid"], signal.SIGKILL)
             try:

@@ -128,6 +128,9 @@ class LoadConfig:
     kv_cache_gb: int = 1
     max_queue: int = 64
     cache_dir: Path | None = None
+    # An engine that fails this many times within the window is not restarted again.
+    crash_limit: int = 3
+    crash_window_s: float = 60.0
 
 
 class Runner(abc.ABC):

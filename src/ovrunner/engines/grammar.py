@@ -59,6 +59,10 @@ class SchemaCheck:
                 f"the JSON schema cannot be enforced: {verdict}", param=param
             )
 
+    def warm_up(self) -> None:
+        """Build the probe pipeline now (blocking, about 2 s) instead of at the first schema."""
+        self._compile('{"type": "object"}')
+
     def _compile(self, schema: str) -> str | None:
         with self._lock:
             if self._probe is None and not self._unavailable:

@@ -207,9 +207,6 @@ def open_model(
     return construct(str(model.path), None, {**properties, "enable_save_ov_model": True})
 
 
-# A runner whose engine fails this many times within the window stops restarting it.
-CRASH_LIMIT = 3
-CRASH_WINDOW_S = 60.0
 # A request in flight through this many engine failures is failed, not resumed again.
 STRIKE_LIMIT = 2
 
@@ -224,8 +221,8 @@ class OpenVINORunner(Runner):
     stream goes on where it stopped (its counts and `max_tokens` carry over). Not resumed, and
     ended with the error instead: requests of n > 1 and with structured output (their state
     cannot be rebuilt), the request the failed step blames (see `stepping.StepFailed`), and a
-    request in flight through `STRIKE_LIMIT` failures. `CRASH_LIMIT` failures within
-    `CRASH_WINDOW_S` end the restarts: `failure` then holds a `CrashLoopError`.
+    request in flight through `STRIKE_LIMIT` failures. `LoadConfig.crash_limit` failures
+    within its `crash_window_s` end the restarts: `failure` then holds a `CrashLoopError`.
     """
 
     engine_name = OpenVINOEngine.name
@@ -243,6 +240,7 @@ class OpenVINORunner(Runner):
         self._decode_many = decode_many
         self._start_process = start_process
         self._max_queue = config.max_queue
+        self._crash_limit, self._crash_window_s = config.crash_limit, config.crash_window_s
         self._admitted = 0  # running plus waiting; touched on the event loop only
         self._ids = itertools.count()
         self._crashes: list[float] = []  # monotonic times of recent engine failures
@@ -330,13 +328,14 @@ class OpenVINORunner(Runner):
     ) -> None:
         """The engine process failed holding `jobs`: restart it and resume what can be."""
         now = time.monotonic()
-        self._crashes = [t for t in self._crashes if now - t < CRASH_WINDOW_S] + [now]
-        if len(self._crashes) >= CRASH_LIMIT:
+        window = self._crash_window_s
+        self._crashes = [t for t in self._crashes if now - t < window] + [now]
+        if len(self._crashes) >= self._crash_limit:
             self._failure = CrashLoopError(
                 f"the engine of {self.model_id!r} failed {len(self._crashes)} times within "
-                f"{CRASH_WINDOW_S:.0f} s (last: {error.message}); it is not restarted until "
-                f"the model is unloaded, or for {CRASH_WINDOW_S:.0f} s",
-                retry_at=now + CRASH_WINDOW_S,
+                f"{window:.0f} s (last: {error.message}); it is not restarted until the model "
+                f"is unloaded, or for {window:.0f} s",
+                retry_at=now + window,
             )
             self._end(jobs, self._failure)
             return

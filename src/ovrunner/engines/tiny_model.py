@@ -9,6 +9,7 @@ tests need varied output to show that stream deltas join correctly.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import gguf
@@ -92,6 +93,8 @@ def build_tiny_gguf(
 ) -> Path:
     """Write a tiny llama GGUF to `path` and return it."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    # Its writer logs each file at INFO; a server's log holds only its own lines.
+    logging.getLogger("gguf.gguf_writer").setLevel(logging.WARNING)
     rng = np.random.default_rng(seed)
     tokenizer = _train_tokenizer(vocab_size)
     writer = gguf.GGUFWriter(str(path), arch="llama")

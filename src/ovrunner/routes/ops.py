@@ -12,6 +12,8 @@ from ovrunner.engines.registry import EngineRegistry
 from ovrunner.errors import OvrunnerError
 from ovrunner.jobs import MAX_INPUT_CHARS
 from ovrunner.lifecycle import Lifecycle
+from ovrunner.protocol.ops import UnloadRequest, UnloadResponse
+from ovrunner.routes.body import parse_body
 from ovrunner.routes.worker import default_job_device
 from ovrunner.settings import Settings
 from ovrunner.store import ModelStore
@@ -55,10 +57,16 @@ async def healthz(request: Request) -> JSONResponse:
 async def engines_status(request: Request) -> JSONResponse:
     registry: EngineRegistry = request.app.state.registry
     engines = []
+    lifecycle: Lifecycle = request.app.state.lifecycle
     for engine in registry:
         state = engine.status()
+        # Runners of this engine whose pipeline failed for good (a crash loop, say).
+        failed = [{"model": slot.model.id, "error": str(slot.runner.failure)}
+                  for slot in lifecycle.slots()
+                  if slot.engine == engine.name and slot.runner and slot.runner.failure]  # fmt: skip
         engines.append({"name": engine.name, "status": state.status, "detail": state.detail,
-                        "modes": list(engine.modes), "disk_usage_bytes": engine.disk_usage()})  # fmt: skip
+                        "modes": list(engine.modes), "disk_usage_bytes": engine.disk_usage(),
+                        "failed_runners": failed})  # fmt: skip
     return JSONResponse({"engines": engines})
 
 
@@ -86,6 +94,15 @@ async def engines_ps(request: Request) -> JSONResponse:
     return JSONResponse({"runners": runners})
 
 
+async def unload(request: Request) -> JSONResponse:
+    """Unload runners now (also how a runner in a crash loop is given a fresh start)."""
+    body = await parse_body(request, UnloadRequest)
+    lifecycle: Lifecycle = request.app.state.lifecycle
+    models = {slot.model.id for slot in lifecycle.slots()} if body.all else set(body.models)
+    count = sum(lifecycle.unload_model(model_id) for model_id in sorted(models))
+    return JSONResponse(UnloadResponse(unloaded_runners=count).model_dump())
+
+
 async def metrics(request: Request) -> Response:
     registry = request.app.state.metrics.registry
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
@@ -97,4 +114,5 @@ def routes() -> list[BaseRoute]:
         Route("/healthz", healthz, methods=["GET"]),
         Route("/engines/status", engines_status, methods=["GET"]),
         Route("/engines/ps", engines_ps, methods=["GET"]),
+        Route("/engines/unload", unload, methods=["POST"]),
     ]
