@@ -113,14 +113,14 @@ def _stream(started: float, token_times: list[float], tokens: int) -> Stream:
 
 
 async def _stream_http(host: str, port: int, model: str, text: str, max_tokens: int,
-                       count_tokens) -> Stream:  # type: ignore[no-untyped-def]  # fmt: skip
+                       count_tokens, extra: dict | None = None) -> Stream:  # type: ignore[no-untyped-def]  # fmt: skip
     """One streamed chat completion on a bare HTTP/1.1 connection: the load generator shares
     two cores with the servers, so it only de-chunks and timestamps during the run and
     parses the events afterwards."""
     body = json.dumps({"model": model, "messages": [{"role": "user", "content": text}],
                        "stream": True, "max_tokens": max_tokens, "temperature": 0,
                        "ignore_eos": True, "logit_bias": EOS_BIAS,
-                       "stream_options": {"include_usage": True}}).encode()  # fmt: skip
+                       "stream_options": {"include_usage": True}, **(extra or {})}).encode()  # fmt: skip
     started = time.perf_counter()
     reader, writer = await asyncio.open_connection(host, port)
     writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json"
@@ -172,12 +172,13 @@ def _parse_events(started: float, chunks: list[tuple[float, bytes]], count_token
 
 
 def run_http(system: str, base_url: str, model: str, texts: list[str], max_tokens: int,
-             count_tokens) -> Level:  # type: ignore[no-untyped-def]  # fmt: skip
+             count_tokens, extra: dict | None = None) -> Level:  # type: ignore[no-untyped-def]  # fmt: skip
+    """`texts` streamed at once; `extra` adds fields to every request body."""
     url = httpx.URL(base_url)
 
     async def all_streams() -> list[Stream]:
         return list(await asyncio.gather(*(
-            _stream_http(url.host, url.port or 80, model, t, max_tokens, count_tokens)
+            _stream_http(url.host, url.port or 80, model, t, max_tokens, count_tokens, extra)
             for t in texts)))  # fmt: skip
 
     started = time.perf_counter()

@@ -61,7 +61,8 @@ def test_unknown_model_is_404_model_not_found(client: openai.OpenAI) -> None:
 
 
 def test_garbage_is_a_400_and_the_server_stays_healthy(server: ServerProcess) -> None:
-    response = httpx.post(f"{server.base_url}/v1/chat/completions", content=b"{not json")
+    response = httpx.post(f"{server.base_url}/v1/chat/completions", content=b"{not json",
+                          headers={"Content-Type": "application/json"})  # fmt: skip
     assert response.status_code == 400
     assert response.json()["error"]["type"] == "invalid_request_error"
     response = httpx.post(f"{server.base_url}/v1/chat/completions",
