@@ -10,7 +10,9 @@ import sys
 import time
 from contextlib import aclosing
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+import types
+import typing
+from typing import TYPE_CHECKING, Any, Literal
 
 from ovrunner.errors import OvrunnerError
 from ovrunner.security import check_bind
@@ -21,37 +23,48 @@ if TYPE_CHECKING:
 
 
 def _settings_flags(parser: argparse.ArgumentParser) -> None:
+    """A flag for every setting, made from its field: `max_queue` is `--max-queue`, with the
+    field's description as help. Unset flags stay None, so the environment, the TOML file
+    and the defaults apply beneath them (`settings.load_settings`)."""
     parser.add_argument("--config", type=Path, help="TOML settings file (OVRUNNER_CONFIG)")
-    parser.add_argument("--store-dir", type=Path, help="model store (OVRUNNER_STORE_DIR)")
-    parser.add_argument("--device", help="OpenVINO device, e.g. CPU or GPU (OVRUNNER_DEVICE)")
-    parser.add_argument("--kv-cache-gb", type=int, help="KV cache per runner in GB")
-    parser.add_argument("--max-queue", type=int, help="requests admitted per runner")
-    parser.add_argument("--log-level", help="logging level (OVRUNNER_LOG_LEVEL)")
-    parser.add_argument("--jobs-file", type=Path, help="extra worker job presets (TOML)")
-    parser.add_argument("--npu-model", help="the model the openvino-npu engine serves")
-    parser.add_argument("--npu-device", help="device of the openvino-npu engine (NPU)")
-    parser.add_argument("--npu-busy-path", type=Path, help="the NPU busy-time file in sysfs")
-    parser.add_argument("--busy-counter", choices=["auto", "cpu", "npu"],
-                        help="counter that verifies worker jobs (auto: by device)")  # fmt: skip
+    for name, field in Settings.model_fields.items():
+        flag = "--" + name.replace("_", "-")
+        help_text = f"{field.description} (OVRUNNER_{name.upper()})"
+        options: dict[str, Any] = {"dest": f"setting_{name}", "default": None, "help": help_text,
+                                   "metavar": name.upper()}  # fmt: skip
+        kind = field.annotation
+        if isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union:
+            kind = next(a for a in typing.get_args(kind) if a is not type(None))  # X | None
+        if kind is bool:
+            options.pop("metavar")
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, **options)
+        elif typing.get_origin(kind) is Literal:
+            options.pop("metavar")
+            parser.add_argument(flag, choices=typing.get_args(kind), **options)
+        elif typing.get_origin(kind) is list:
+            parser.add_argument(flag, action="append", **options)
+        elif typing.get_origin(kind) is dict:
+            options["metavar"] = "MODEL=DURATION" if name == "model_keep_alive" else "KEY=VALUE"
+            parser.add_argument(flag, action="append", type=_pair, **options)
+        else:
+            convert = {int: int, float: float, Path: Path}.get(kind, str)
+            parser.add_argument(flag, type=convert, **options)
 
 
-def _settings(args: argparse.Namespace, **extra: object) -> Settings:
-    flags = {
-        "store_dir": args.store_dir,
-        "device": args.device,
-        "kv_cache_gb": args.kv_cache_gb,
-        "max_queue": args.max_queue,
-        "log_level": args.log_level,
-        "jobs_file": args.jobs_file,
-        "npu_model": args.npu_model,
-        "npu_device": args.npu_device,
-        "npu_busy_path": args.npu_busy_path,
-        "busy_counter": args.busy_counter,
-        "hf_endpoint": getattr(args, "hf_endpoint", None),
-        "host": getattr(args, "host", None),
-        "port": getattr(args, "port", None),
-        **extra,
-    }
+def _pair(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
+    return key, value
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    flags = {}
+    for name in Settings.model_fields:
+        value = getattr(args, f"setting_{name}", None)
+        if isinstance(value, list) and value and isinstance(value[0], tuple):
+            value = dict(value)
+        flags[name] = value
     return load_settings(args.config, **flags)
 
 
@@ -60,20 +73,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     from ovrunner.app import create_app
 
-    settings = _settings(
-        args,
-        host=args.host,
-        port=args.port,
-        uds=args.uds,
-        model=args.model,
-        only=args.only or None,
-        preload=args.preload or None,
-        api_key=args.api_key,
-        api_key_file=args.api_key_file,
-        max_body_bytes=args.max_body_bytes,
-        keep_alive=args.keep_alive,
-        memory_budget_gb=args.memory_budget_gb,
-    )
+    settings = _settings(args)
     logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     if settings.uds is None:  # a socket file is reachable only through its permissions
         check_bind(settings.host, settings.resolved_api_key())
@@ -278,17 +278,6 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="serve the OpenAI-compatible API")
-    serve.add_argument("--model", help="default model (OVRUNNER_MODEL); smollm2-135m if unset")
-    serve.add_argument("--host", help="bind address (OVRUNNER_HOST), 127.0.0.1 by default")
-    serve.add_argument("--port", type=int, help="port (OVRUNNER_PORT), 18820 by default")
-    serve.add_argument("--uds", type=Path, help="serve on a Unix domain socket (OVRUNNER_UDS)")
-    serve.add_argument("--only", action="store_true", help="serve only --model; 421 for others")
-    serve.add_argument("--preload", action="store_true", help="load the model at start-up")
-    serve.add_argument("--api-key", help="require Authorization: Bearer KEY (OVRUNNER_API_KEY)")
-    serve.add_argument("--api-key-file", type=Path, help="read the API key from a file")
-    serve.add_argument("--max-body-bytes", type=int, help="largest request body (1 MiB)")
-    serve.add_argument("--keep-alive", help="idle runner lifetime: 30s, 5m, -1, 0")
-    serve.add_argument("--memory-budget-gb", type=float, help="RAM budget for loaded models")
     _settings_flags(serve)
     serve.set_defaults(handler=_serve)
 
@@ -325,7 +314,6 @@ def build_parser() -> argparse.ArgumentParser:
     pulling.add_argument("--file", help="one file to fetch (a .gguf) instead of the IR files")
     pulling.add_argument("--revision")
     pulling.add_argument("--engine", default="openvino")
-    pulling.add_argument("--hf-endpoint", help="hub endpoint or mirror (OVRUNNER_HF_ENDPOINT)")
     pulling.set_defaults(handler=_models_pull)
     removing = models.add_parser("rm", help="delete a stored model")
     removing.add_argument("model")

@@ -42,3 +42,25 @@ def test_the_example_file_loads() -> None:
     example = Path(__file__).parents[2] / "configs" / "ovrunner.example.toml"
     settings = load_settings(example)
     assert settings.keep_alive == "5m" and settings.max_body_bytes == 1 << 20
+
+
+def test_every_setting_is_a_flag_of_every_command() -> None:
+    """The flags are made from the fields, so a new setting cannot be left without one."""
+    from ovrunner.cli import _settings, build_parser
+    from ovrunner.settings import Settings
+
+    parser = build_parser()
+    for command in (["serve"], ["run", "m", "p"], ["job", "--job", "title", "--input", "x"],
+                    ["models", "list"], ["ps"]):  # fmt: skip
+        args = parser.parse_args([*command, "--max-queue", "7", "--allowed-hosts", "a.lan",
+                                  "--allowed-hosts", "b.lan", "--model-keep-alive", "m=1h",
+                                  "--preload", "--busy-counter", "cpu",
+                                  "--npu-min-response-len", "32"])  # fmt: skip
+        settings = _settings(args)
+        assert settings.max_queue == 7 and settings.allowed_hosts == ["a.lan", "b.lan"]
+        assert settings.model_keep_alive == {"m": "1h"} and settings.preload is True
+        assert settings.busy_counter == "cpu" and settings.npu_min_response_len == 32
+    usage = parser._subparsers._group_actions[0].choices["serve"].format_help()  # type: ignore[union-attr]
+    for name, field in Settings.model_fields.items():
+        assert "--" + name.replace("_", "-") in usage, name
+        assert field.description, name
