@@ -8,10 +8,10 @@ import json
 import logging
 import sys
 import time
-from contextlib import aclosing
-from pathlib import Path
 import types
 import typing
+from contextlib import aclosing
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from ovrunner.errors import OvrunnerError
@@ -47,7 +47,7 @@ def _settings_flags(parser: argparse.ArgumentParser) -> None:
             options["metavar"] = "MODEL=DURATION" if name == "model_keep_alive" else "KEY=VALUE"
             parser.add_argument(flag, action="append", type=_pair, **options)
         else:
-            convert = {int: int, float: float, Path: Path}.get(kind, str)
+            convert: Any = {int: int, float: float, Path: Path}.get(kind, str)  # type: ignore[arg-type]
             parser.add_argument(flag, type=convert, **options)
 
 

@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 FOREVER = -1.0
 
 
-def parse_keep_alive(value: str | int | float) -> float:
+def parse_keep_alive(value: str | float) -> float:
     """Seconds from a keep-alive as Ollama spells it: a number of seconds, or a duration such
     as "30s", "5m", "1h"; any negative value means forever."""
     if isinstance(value, bool):

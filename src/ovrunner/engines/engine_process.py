@@ -27,7 +27,7 @@ from typing import Any
 
 from ovrunner.engines import stepping
 from ovrunner.engines.stepping import LoopStats, SequenceOutput
-from ovrunner.errors import EngineError, ModelLoadFailedError
+from ovrunner.errors import EngineError, ModelLoadFailedError, OvrunnerError
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 class StepUpdate:
     outputs: list[SequenceOutput]
     finished: bool
-    error: EngineError | None = None
+    error: OvrunnerError | None = None
 
 
 @dataclass(eq=False)

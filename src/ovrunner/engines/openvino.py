@@ -36,7 +36,6 @@ from ovrunner.engines.base import (
     SamplingParams,
 )
 from ovrunner.engines.choices import RequestChoices, coalesce, publish_step
-from ovrunner.engines.grammar import shared_schema_check
 from ovrunner.engines.detokenize import DecodeMany
 from ovrunner.engines.engine_process import BatchJob, EngineProcess, StepUpdate, post
 from ovrunner.engines.generation import (
@@ -46,6 +45,7 @@ from ovrunner.engines.generation import (
     import_genai,
     render_prompt,
 )
+from ovrunner.engines.grammar import shared_schema_check
 from ovrunner.engines.stepping import Ready, Submit
 from ovrunner.errors import (
     CrashLoopError,

@@ -18,9 +18,7 @@ from contextlib import aclosing
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ovrunner.engines import model_files
 from ovrunner.engines.base import (
-    Engine,
     EngineState,
     FinishReason,
     GenerationDelta,

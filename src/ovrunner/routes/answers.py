@@ -11,7 +11,7 @@ from typing import TypeVar
 
 from starlette.requests import Request
 
-from ovrunner.engines.base import GenerationDelta, TokenLogprob
+from ovrunner.engines.base import TokenLogprob
 from ovrunner.errors import ClientDisconnectedError
 from ovrunner.protocol.openai import (
     ChatCompletionChunk,

@@ -14,7 +14,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
+from typing import cast
 
 from starlette.requests import Request
 
@@ -48,7 +49,7 @@ class UsageTally:
 class Generation:
     """A started generation and the lease on its runner; `deltas` yields every delta once."""
 
-    def __init__(self, source: AsyncIterator[GenerationDelta], first: GenerationDelta | None,
+    def __init__(self, source: AsyncGenerator[GenerationDelta, None], first: GenerationDelta | None,
                  lease: Lease, metrics: Metrics) -> None:  # fmt: skip
         self.tally = UsageTally()
         self._source = source
@@ -58,7 +59,7 @@ class Generation:
         self._closed = False
         self.deltas = self._iterate()
 
-    async def _iterate(self) -> AsyncIterator[GenerationDelta]:
+    async def _iterate(self) -> AsyncGenerator[GenerationDelta, None]:
         if self._first is not None:
             yield self.tally.add(self._first)
         async for delta in self._source:
@@ -104,7 +105,7 @@ async def start_generation(
                 f"the engine {runner.engine_name!r} cannot enforce response_format",
                 param="response_format",
             )
-        deltas = runner.generate(generation)
+        deltas = cast(AsyncGenerator[GenerationDelta, None], runner.generate(generation))
         try:
             first = await anext(deltas)
         except StopAsyncIteration:
