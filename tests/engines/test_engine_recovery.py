@@ -27,8 +27,9 @@ from ovrunner.engines.base import (
     ModelRef,
     SamplingParams,
 )
-from ovrunner.engines.openvino import OpenVINOEngine, OpenVINORunner
+from ovrunner.engines.openvino import OpenVINORunner
 from ovrunner.errors import CrashLoopError, EngineError
+from tests.engines.conftest import load_private_runner
 
 T = TypeVar("T")
 LONG = SamplingParams(max_tokens=120, temperature=0, ignore_eos=True)
@@ -36,11 +37,8 @@ LONG = SamplingParams(max_tokens=120, temperature=0, ignore_eos=True)
 
 @pytest.fixture
 def runner(tiny_model: ModelRef, tmp_path: Path) -> Iterator[OpenVINORunner]:
-    copy = tmp_path / tiny_model.path.name
-    copy.write_bytes(tiny_model.path.read_bytes())
-    model = ModelRef(tiny_model.id, copy, tiny_model.format, tiny_model.engine)
-    runner = OpenVINOEngine().load(model, LoadConfig(max_queue=16))
-    assert isinstance(runner, OpenVINORunner)
+    """A runner of its own per test: these tests leave crash counts behind."""
+    runner = load_private_runner(tiny_model, tmp_path)
     yield runner
     runner.close()
 

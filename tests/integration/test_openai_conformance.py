@@ -198,8 +198,12 @@ def test_async_client_streams_and_answers_concurrently(async_client: openai.Asyn
     async def main() -> list[str]:
         return list(await asyncio.gather(stream_text(), plain_text(), stream_text(), plain_text()))
 
+    # Not claimed: that the four texts are equal. Four greedy requests batched together can
+    # part at a near-tie that bf16 rounding decides (seen on a machine with AVX-512 BF16:
+    # "a list of ten fruits" against "a list of 100+ fruits"); streamed and whole answers of
+    # one request alone are compared elsewhere.
     texts = asyncio.run(main())
-    assert len(set(texts)) == 1 and texts[0]
+    assert all(text.strip() for text in texts), texts
 
 
 # -- structured output -------------------------------------------------------------------------

@@ -9,6 +9,8 @@ from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from pydantic import BaseModel
+from sse_starlette import EventSourceResponse
 from starlette.requests import Request
 
 from ovrunner.engines.base import TokenLogprob
@@ -28,6 +30,7 @@ from ovrunner.protocol.openai import (
     Usage,
 )
 from ovrunner.routes.serving import Generation
+from ovrunner.streaming import sse_response
 
 T = TypeVar("T")
 
@@ -60,6 +63,21 @@ async def collect(generation: Generation, n: int) -> Collected:
             if delta.finish_reason is not None:
                 choice.finish_reason = delta.finish_reason.value
     return Collected(choices, generation.tally.usage())
+
+
+async def collect_whole(request: Request, generation: Generation, n: int) -> Collected:
+    """The whole answer; the generation is closed (its lease released) however this ends."""
+    try:
+        return await unless_disconnected(request, collect(generation, n))
+    finally:
+        await generation.aclose()
+
+
+def streamed(request: Request, generation: Generation,
+             chunks: AsyncIterator[BaseModel | str]) -> EventSourceResponse:  # fmt: skip
+    """`chunks` as SSE; the generation is closed once the response is over, however it ends."""
+    grace = request.app.state.settings.shutdown_grace_s
+    return sse_response(chunks, grace, on_close=generation.aclose)
 
 
 async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:

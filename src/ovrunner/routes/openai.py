@@ -29,7 +29,6 @@ from ovrunner.routes import answers
 from ovrunner.routes.body import parse_body
 from ovrunner.routes.serving import start_generation
 from ovrunner.store import ModelStore
-from ovrunner.streaming import sse_response
 
 OWNER = "ovrunner"
 
@@ -126,13 +125,9 @@ async def create_chat_completion(request: Request) -> Response:
                                      keep_alive=_keep_alive(body))  # fmt: skip
     completion_id, created = new_id("chatcmpl"), now()
     if body.stream:
-        return sse_response(answers.chat_chunks(body, started, completion_id, created),
-                            request.app.state.settings.shutdown_grace_s,
-                            on_close=started.aclose)  # fmt: skip
-    try:
-        result = await answers.unless_disconnected(request, answers.collect(started, body.n))
-    finally:
-        await started.aclose()
+        return answers.streamed(request, started,
+                                answers.chat_chunks(body, started, completion_id, created))  # fmt: skip
+    result = await answers.collect_whole(request, started, body.n)
     choices = [
         ChatCompletionChoice(
             index=i,
@@ -165,13 +160,9 @@ async def create_completion(request: Request) -> Response:
                                      keep_alive=_keep_alive(body))  # fmt: skip
     completion_id, created = new_id("cmpl"), now()
     if body.stream:
-        return sse_response(answers.completion_chunks(body, started, completion_id, created),
-                            request.app.state.settings.shutdown_grace_s,
-                            on_close=started.aclose)  # fmt: skip
-    try:
-        result = await answers.unless_disconnected(request, answers.collect(started, body.n))
-    finally:
-        await started.aclose()
+        return answers.streamed(request, started,
+                                answers.completion_chunks(body, started, completion_id, created))  # fmt: skip
+    result = await answers.collect_whole(request, started, body.n)
     choices = [
         CompletionChoice(
             index=i,
