@@ -46,6 +46,9 @@ def isolated(server: ServerProcess) -> Iterator[ServerProcess]:
     process.stop()
 
 
+COUNT_CHAT = [{"role": "user", "content": "Count from 1 to 100."}]
+
+
 def runner(server: ServerProcess) -> dict:
     return httpx.get(f"{server.base_url}/engines/ps", timeout=10).json()["runners"][0]
 
@@ -252,6 +255,43 @@ def test_an_idle_engine_killed_is_restarted_for_the_next_request(isolated: Serve
     assert after["restarts"] == before["restarts"] + 1 and after["engine_pid"] != before["engine_pid"]
 
 
+def test_a_stream_that_cannot_be_resumed_ends_with_an_error_event(isolated: ServerProcess) -> None:
+    """n = 2 cannot go on after a kill, and does not hang: its error in OpenAI's shape. The
+    pipeline hands over n > 1 sequences only when they finish, and a response begins with the
+    first delta, so here the error comes before the first byte: a 500 (the kill is timed by
+    the engine's step count, not by chunks)."""
+    lines: list[str] = []
+    statuses: list[int] = []
+    body = {"model": MODEL, "messages": COUNT_CHAT, "max_tokens": 300, "n": 2, "temperature": 0.7,
+            "ignore_eos": True, "stream": True}  # fmt: skip
+
+    def read() -> None:
+        with httpx.stream("POST", f"{isolated.base_url}/v1/chat/completions", json=body,
+                          timeout=120) as response:  # fmt: skip
+            statuses.append(response.status_code)
+            lines.extend(line for line in response.iter_lines() if line.startswith("data: ")
+                         or line.startswith("{"))  # fmt: skip
+
+    steps = runner(isolated)["stats"]["steps"]
+    thread = threading.Thread(target=read)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while runner(isolated)["stats"]["steps"] < steps + 20:
+        assert time.monotonic() < deadline and thread.is_alive()
+        time.sleep(0.01)
+    os.kill(runner(isolated)["stats"]["engine_pid"], signal.SIGKILL)
+    thread.join(120)
+    if statuses == [200]:  # had it begun, the error would be its last event before [DONE]
+        assert lines[-1] == "data: [DONE]"
+        error = json.loads(lines[-2].removeprefix("data: ")).get("error")
+    else:
+        assert statuses == [500], statuses
+        error = json.loads(lines[0])["error"]
+    assert error is not None, lines[-4:]
+    assert "cannot be resumed" in error["message"] and error["code"] == "engine_error"
+    assert runner(isolated)["in_use"] == 0
+
+
 def test_a_crash_loop_is_a_503_until_unloaded(tiny_gguf: object, tmp_path_factory) -> None:  # type: ignore[no-untyped-def]
     import subprocess
     import sys
@@ -263,8 +303,9 @@ def test_a_crash_loop_is_a_503_until_unloaded(tiny_gguf: object, tmp_path_factor
     try:
         client = openai.OpenAI(base_url=f"{server.base_url}/v1", api_key="x", max_retries=0)
 
-        def ask() -> str:
-            return client.completions.create(model="tiny", prompt="a", max_tokens=3).choices[0].text
+        def ask() -> int:
+            answer = client.completions.create(model="tiny", prompt="a", max_tokens=3)
+            return answer.usage.completion_tokens if answer.usage else 0
 
         for _ in range(2):  # each kill is survived: the next request restarts the engine
             os.kill(runner(server)["stats"]["engine_pid"], signal.SIGKILL)
@@ -284,7 +325,7 @@ def test_a_crash_loop_is_a_503_until_unloaded(tiny_gguf: object, tmp_path_factor
             ask()  # still refused: no reload storm
         unloaded = httpx.post(f"{server.base_url}/engines/unload", json={"models": ["tiny"]})
         assert unloaded.json() == {"unloaded_runners": 1}
-        assert ask()  # a reload serves again
+        assert ask() == 3  # a reload serves again
     finally:
         server.stop()
 
