@@ -14,6 +14,7 @@ import resource
 import time
 from pathlib import Path
 
+from ovrunner.engines.base import is_npu
 from ovrunner.errors import EngineUnavailableError
 
 NPU_BUSY_PATH = Path("/sys/class/accel/accel0/device/npu_busy_time_us")
@@ -82,6 +83,6 @@ def counter_for(
     """The counter that proves work on `device` (or the one `choice` names: "cpu", "npu").
     GPUs expose no such counter here, so a GPU generation is checked by the CPU time of the
     process that drives it."""
-    if choice == "npu" or (choice == "auto" and device.split(".")[0].upper() == "NPU"):
+    if choice == "npu" or (choice == "auto" and is_npu(device)):
         return NpuSysfsCounter(npu_busy_path)
     return ProcessCpuCounter()

@@ -14,16 +14,20 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ovrunner.busy import BusyCounter
-from ovrunner.engines.base import GenerationRequest, Runner, SamplingParams
+from ovrunner.engines.base import GenerationRequest, Runner, SamplingParams, is_npu
+from ovrunner.engines.openvino import available_devices
 from ovrunner.errors import (
     BusyCounterNotMovedError,
     InvalidValueError,
 )
+
+if TYPE_CHECKING:
+    from ovrunner.settings import Settings
 
 MAX_INPUT_CHARS = 6000
 HARD_MAX_NEW_TOKENS = 256
@@ -207,3 +211,28 @@ def verify_busy(busy: BusyReading) -> BusyCounterNotMovedError | None:
         f"the busy counter {busy.counter} did not move during the generation "
         f"({busy.before_us} -> {busy.after_us}): the work did not run where it claims"
     )
+
+
+# -- where a job runs ---------------------------------------------------------------------
+
+
+def npu_present() -> bool:
+    return any(is_npu(d) for d in available_devices())
+
+
+def default_job_device(settings: Settings) -> str:
+    """The device `auto` jobs run on: the NPU engine's where an NPU is present."""
+    return settings.npu_device if npu_present() else settings.device
+
+
+def job_target(preset: JobPreset, settings: Settings) -> tuple[str, str]:
+    """The engine and model a job runs on. `auto` prefers the NPU engine where an NPU is
+    present, and otherwise runs the default model on the `openvino` engine."""
+    engine = preset.engine
+    if engine == "auto":
+        engine = "openvino-npu" if npu_present() else "openvino"
+    if preset.model is not None:
+        return engine, preset.model
+    if engine == "openvino-npu":
+        return engine, settings.npu_model or settings.model
+    return engine, settings.model

@@ -23,8 +23,8 @@ from ovrunner.protocol.openai import (
     ModelList,
 )
 from ovrunner.protocol.ops import UnloadRequest, UnloadResponse
+from ovrunner.protocol.store import ImportRequest, PullRequest
 from ovrunner.protocol.worker import WorkerRequest, WorkerResponse
-from ovrunner.routes.models import ImportRequest, PullRequest
 
 
 class ErrorObject(BaseModel):

@@ -219,6 +219,11 @@ class Engine(abc.ABC):
         """
 
 
+def is_npu(device: str) -> bool:
+    """Whether an OpenVINO device name (NPU, NPU.0) is a neural processing unit."""
+    return device.split(".")[0].upper() == "NPU"
+
+
 @functools.cache
 def installed_size(distribution: str) -> int:
     """Bytes of the files an installed distribution recorded (its RECORD); 0 when it is not

@@ -103,7 +103,7 @@ def generation_config(
         )
     try:
         config.validate()
-    except Exception as exc:
+    except RuntimeError as exc:  # the binding's C++ check, on this request's values
         raise InvalidRequestError(f"invalid generation parameters: {exc}") from exc
     return config
 
@@ -116,7 +116,7 @@ def render_prompt(tokenizer: Any, request: GenerationRequest) -> str:
         return str(
             tokenizer.apply_chat_template(list(request.messages or []), add_generation_prompt=True)
         )
-    except Exception as exc:
+    except RuntimeError as exc:  # the template's own refusal (raise_exception) or its failure
         raise InvalidRequestError(
             f"the model's chat template rejected these messages: {exc}", param="messages"
         ) from exc

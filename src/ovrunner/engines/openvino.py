@@ -86,9 +86,12 @@ def openvino_status(device: str | None = None, detail: str = "") -> EngineState:
     import; error when `device` (if given) is absent."""
     try:
         genai = import_genai()
+    except EngineUnavailableError as exc:
+        return EngineState(EngineStatus.NOT_INSTALLED, exc.message)
+    try:
         devices = available_devices()
-    except Exception as exc:
-        return EngineState(EngineStatus.NOT_INSTALLED, str(exc))
+    except RuntimeError as exc:  # installed, but OpenVINO cannot list its devices
+        return EngineState(EngineStatus.ERROR, f"OpenVINO cannot list its devices: {exc}")
     if device is not None:
         try:
             require_device(device)
@@ -149,11 +152,15 @@ class OpenVINOEngine(OpenVINOFamily):
             tokenizer = genai.Tokenizer(str(model.path), INFERENCE_NUM_THREADS=1)
             decode_many = decoder(tokenizer, model)
             ready = process.wait_ready()
-        except BaseException as exc:
+        except ModelLoadFailedError:
             process.close()
-            if isinstance(exc, ModelLoadFailedError):
-                raise
+            raise
+        except (RuntimeError, OSError) as exc:  # the tokenizer or byte table could not load
+            process.close()
             raise ModelLoadFailedError(f"could not load model {model.id!r}: {exc}") from exc
+        except BaseException:
+            process.close()  # an interrupt: no engine process outlives the load
+            raise
         return OpenVINORunner(model, info, start_process, tokenizer, decode_many, config,
                               started=(process, ready))  # fmt: skip
 

@@ -27,6 +27,7 @@ from ovrunner.engines.base import (
     ModelInfo,
     ModelRef,
     Runner,
+    is_npu,
 )
 from ovrunner.engines.detokenize import IncrementalDetokenizer
 from ovrunner.engines.generation import decoder, encode, generation_config, import_genai
@@ -53,10 +54,6 @@ class NpuLimits:
     max_prompt_len: int = 1024
     min_response_len: int = 64
     max_new_tokens: int = 256
-
-
-def is_npu(device: str) -> bool:
-    return device.split(".")[0].upper() == "NPU"
 
 
 class OpenVINONpuEngine(OpenVINOFamily):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
@@ -13,26 +12,10 @@ from starlette.routing import BaseRoute, Route
 from ovrunner import hub
 from ovrunner.engines.registry import EngineRegistry
 from ovrunner.lifecycle import Lifecycle
+from ovrunner.protocol.store import ImportRequest, PullRequest
 from ovrunner.routes.body import parse_body
 from ovrunner.settings import Settings
 from ovrunner.store import ModelStore, validate_model_id
-
-
-class PullRequest(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    repo: str
-    name: str | None = None
-    file: str | None = None
-    revision: str | None = None
-    engine: str = "openvino"
-
-
-class ImportRequest(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    # A path on the server's own machine; reaching this route off loopback needs the API key.
-    path: str
-    name: str | None = None
-    engine: str = "openvino"
 
 
 def _summary(request: Request, model_id: str) -> dict[str, object]:

@@ -10,11 +10,10 @@ from starlette.routing import BaseRoute, Route
 from ovrunner.busy import counter_for
 from ovrunner.engines.registry import EngineRegistry
 from ovrunner.errors import OvrunnerError
-from ovrunner.jobs import MAX_INPUT_CHARS
+from ovrunner.jobs import MAX_INPUT_CHARS, default_job_device
 from ovrunner.lifecycle import Lifecycle
 from ovrunner.protocol.ops import UnloadRequest, UnloadResponse
 from ovrunner.routes.body import parse_body
-from ovrunner.routes.worker import default_job_device
 from ovrunner.settings import Settings
 from ovrunner.store import ModelStore
 

@@ -15,37 +15,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from ovrunner.busy import NpuSysfsCounter, counter_for
-from ovrunner.engines.openvino import available_devices
-from ovrunner.engines.openvino_npu import is_npu
 from ovrunner.errors import InvalidRequestError
-from ovrunner.jobs import JobPreset, JobPresets, check_bounds, run_job, verify_busy
+from ovrunner.jobs import JobPresets, check_bounds, job_target, run_job, verify_busy
 from ovrunner.lifecycle import Lifecycle
 from ovrunner.protocol.worker import Timing, WorkerRequest, WorkerResponse
 from ovrunner.routes.answers import unless_disconnected
 from ovrunner.routes.body import parse_body
 from ovrunner.settings import Settings
-
-
-def npu_present() -> bool:
-    return any(is_npu(d) for d in available_devices())
-
-
-def default_job_device(settings: Settings) -> str:
-    """The device `auto` jobs run on: the NPU engine's where an NPU is present."""
-    return settings.npu_device if npu_present() else settings.device
-
-
-def job_target(preset: JobPreset, settings: Settings) -> tuple[str, str]:
-    """The engine and model a job runs on. `auto` prefers the NPU engine where an NPU is
-    present, and otherwise runs the default model on the `openvino` engine."""
-    engine = preset.engine
-    if engine == "auto":
-        engine = "openvino-npu" if npu_present() else "openvino"
-    if preset.model is not None:
-        return engine, preset.model
-    if engine == "openvino-npu":
-        return engine, settings.npu_model or settings.model
-    return engine, settings.model
 
 
 async def _generate(request: Request, job: str | None) -> Response:
