@@ -153,7 +153,7 @@ async def run_job(
     elsewhere the text is parsed and `parsed` is None when it does not parse.
     """
     schema = None
-    if preset.output == "json" and runner.structured_output:
+    if preset.output == "json" and runner.capabilities.structured_output:
         schema = json.dumps(preset.json_schema or {"type": "object"})
     sampling = SamplingParams(
         max_tokens=max_new_tokens, temperature=preset.temperature, json_schema=schema

@@ -3,7 +3,9 @@
 - A model loads on first use (or at start with `--preload`); concurrent requests for a model
   that is loading wait for that one load. A failed load is reported to its waiters and the
   next request tries again.
-- Work holds a `Lease` on its runner. When the last lease is released the runner's keep-alive
+- Work holds a `Lease` on its runner; a runner admits `max_queue` leases (running plus
+  waiting, the only admission bound), and one more is a 429. When the last lease is
+  released the runner's keep-alive
   starts: `-1` keeps it forever, `0` unloads it at once, otherwise it unloads after that many
   idle seconds.
 - Loading a model that does not fit the memory budget first unloads the least recently used
@@ -27,6 +29,7 @@ from ovrunner.errors import (
     InsufficientMemoryError,
     InvalidValueError,
     ModelNotServedError,
+    QueueFullError,
 )
 from ovrunner.store import ModelStore
 
@@ -179,6 +182,11 @@ class Lifecycle:
             self._make_room(slot)
             self._slots[slot.key] = slot
             asyncio.create_task(self._load(slot))
+        if slot.leases >= self._load_config.max_queue:
+            raise QueueFullError(
+                f"model {model.id!r} has {slot.leases} requests running or waiting; "
+                "try again shortly"
+            )
         if keep_alive is not None:
             slot.keep_alive = keep_alive
         slot.leases += 1

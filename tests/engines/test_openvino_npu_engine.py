@@ -68,10 +68,13 @@ def test_a_prompt_over_the_cap_is_refused_not_truncated(npu_runner: NpuRunner) -
      (SamplingParams(n=2), UnsupportedParameterError, "n"),
      (SamplingParams(logprobs=True), UnsupportedParameterError, "logprobs")],
 )  # fmt: skip
-def test_bounds_are_400s(npu_runner: NpuRunner, sampling: SamplingParams, error: type, param: str) -> None:
+def test_bounds_are_400s(sampling: SamplingParams, error: type, param: str) -> None:
+    """Declared as the engine's capabilities, checked before any runner is leased."""
+    engine = OpenVINONpuEngine("tiny", device="CPU", limits=NpuLimits(max_prompt_len=32))
     with pytest.raises(error) as caught:
-        asyncio.run(collect(npu_runner, GenerationRequest(prompt="hi", sampling=sampling)))
+        asyncio.run(engine.validate(GenerationRequest(prompt="hi", sampling=sampling)))
     assert caught.value.param == param  # type: ignore[attr-defined]
+    assert caught.value.status_code == 400  # type: ignore[attr-defined]
 
 
 def test_generations_are_serialized(npu_runner: NpuRunner) -> None:

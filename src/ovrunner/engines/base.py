@@ -17,6 +17,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from ovrunner.errors import InvalidValueError, UnsupportedParameterError
+
 
 class EngineStatus(StrEnum):
     RUNNING = "running"
@@ -122,6 +124,42 @@ class GenerationDelta:
 
 
 @dataclass(frozen=True)
+class Capabilities:
+    """What an engine's runners can do, declared once by the engine and checked once, before
+    any runner is leased (`Engine.validate`): a request asking for more is a 400 naming the
+    field. The prompt cap needs the prompt's tokens, so the runner applies it after encoding."""
+
+    max_n: int = 8
+    logprobs: bool = True
+    structured_output: bool = True
+    # A hard cap on new tokens beyond the context window (the NPU's), and on prompt tokens.
+    max_new_tokens: int | None = None
+    max_prompt_tokens: int | None = None
+
+    def check(self, request: GenerationRequest, engine: str) -> None:
+        sampling = request.sampling
+        if sampling.n > self.max_n:
+            raise UnsupportedParameterError(
+                f"the engine {engine!r} generates at most {self.max_n} choice(s)", param="n"
+            )
+        if sampling.logprobs and not self.logprobs:
+            raise UnsupportedParameterError(
+                f"the engine {engine!r} does not report logprobs", param="logprobs"
+            )
+        if sampling.json_schema is not None and not self.structured_output:
+            raise UnsupportedParameterError(
+                f"the engine {engine!r} cannot enforce response_format", param="response_format"
+            )
+        cap = self.max_new_tokens
+        if cap is not None and sampling.max_tokens is not None and sampling.max_tokens > cap:
+            raise InvalidValueError(
+                f"max_tokens is {sampling.max_tokens}; the engine {engine!r} has a hard "
+                f"maximum of {cap}",
+                param="max_tokens",
+            )
+
+
+@dataclass(frozen=True)
 class LoadConfig:
     device: str = "CPU"
     # KV-cache size in GB for continuous batching; bounds the cache's memory.
@@ -146,9 +184,8 @@ class Runner(abc.ABC):
     model_id: str
     engine_name: str
     device: str
-    # Whether `SamplingParams.json_schema` is enforced; when it is not, a request that sets
-    # it is refused rather than answered unconstrained.
-    structured_output: bool = False
+    # Its engine's, so that work holding only the runner (a worker job) can ask.
+    capabilities: Capabilities = Capabilities(structured_output=False)
 
     @abc.abstractmethod
     def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationDelta]: ...
@@ -172,6 +209,7 @@ class Engine(abc.ABC):
     """A compute backend. `install`, `status` and `describe` never load model weights."""
 
     name: str
+    capabilities: Capabilities = Capabilities()
     modes: tuple[Mode, ...] = (Mode.COMPLETION,)
     formats: tuple[ModelFormat, ...] = (ModelFormat.GGUF, ModelFormat.OPENVINO_IR)
     # The Python distributions that make up the engine's installation (its `disk_usage`).
@@ -208,8 +246,9 @@ class Engine(abc.ABC):
         return sum(installed_size(name) for name in self.distributions)
 
     async def validate(self, request: GenerationRequest) -> None:
-        """Refuse, with a 400, what this engine would accept and then fail on; called before
-        any runner is leased, so it must not need one. Nothing by default."""
+        """Refuse, with a 400, what this engine cannot do or would accept and then fail on;
+        called before any runner is leased, so it must not need one."""
+        self.capabilities.check(request, self.name)
 
     @abc.abstractmethod
     def load(self, model: ModelRef, config: LoadConfig) -> Runner:

@@ -53,7 +53,6 @@ from ovrunner.errors import (
     EngineUnavailableError,
     ModelLoadFailedError,
     OvrunnerError,
-    QueueFullError,
 )
 
 log = logging.getLogger(__name__)
@@ -119,6 +118,7 @@ class OpenVINOFamily(Engine):
         return model_files.describe(model)
 
     async def validate(self, request: GenerationRequest) -> None:
+        await super().validate(request)
         if request.sampling.json_schema is not None:
             await shared_schema_check().check(request.sampling.json_schema)
 
@@ -233,7 +233,7 @@ class OpenVINORunner(Runner):
     """
 
     engine_name = OpenVINOEngine.name
-    structured_output = True
+    capabilities = OpenVINOEngine.capabilities
 
     def __init__(self, model: ModelRef, info: ModelInfo, start_process: StartProcess,
                  tokenizer: Any, decode_many: DecodeMany, config: LoadConfig,
@@ -246,9 +246,8 @@ class OpenVINORunner(Runner):
         self._tokenizer = tokenizer
         self._decode_many = decode_many
         self._start_process = start_process
-        self._max_queue = config.max_queue
         self._crash_limit, self._crash_window_s = config.crash_limit, config.crash_window_s
-        self._admitted = 0  # running plus waiting; touched on the event loop only
+        self._admitted = 0  # in flight here (the bound is the lifecycle's); event loop only
         self._ids = itertools.count()
         self._crashes: list[float] = []  # monotonic times of recent engine failures
         self.restarts = 0
@@ -281,11 +280,6 @@ class OpenVINORunner(Runner):
         # The engine process builds the same config; building it here too turns a bad
         # request into a 400 before it is sent.
         generation_config(self._genai, self._defaults, sampling, prompt_tokens, self.context_window)
-        if self._admitted >= self._max_queue:
-            raise QueueFullError(
-                f"model {self.model_id!r} has {self._admitted} requests running or waiting; "
-                "try again shortly"
-            )
         self._admitted += 1
         submit = Submit(next(self._ids), prompt.data, sampling, self.context_window)
         job = BatchJob(submit, asyncio.get_running_loop(), RequestChoices(prompt_tokens, sampling.n))

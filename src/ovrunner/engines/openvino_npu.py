@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from ovrunner.engines.base import (
+    Capabilities,
     EngineState,
     FinishReason,
     GenerationDelta,
@@ -39,11 +40,8 @@ from ovrunner.engines.openvino import (
 )
 from ovrunner.errors import (
     EngineError,
-    InvalidValueError,
     ModelLoadFailedError,
     PromptTooLongError,
-    QueueFullError,
-    UnsupportedParameterError,
 )
 
 log = logging.getLogger(__name__)
@@ -63,6 +61,10 @@ class OpenVINONpuEngine(OpenVINOFamily):
         self.model_id = model_id
         self.device = device
         self.limits = limits
+        # Structured output is enforced by the sampler on the host, whatever the device.
+        self.capabilities = Capabilities(max_n=1, logprobs=False,
+                                         max_new_tokens=limits.max_new_tokens,
+                                         max_prompt_tokens=limits.max_prompt_len)  # fmt: skip
 
     def status(self) -> EngineState:
         return openvino_status(self.device, f"; device {self.device}; serves {self.model_id}")
@@ -100,7 +102,7 @@ class OpenVINONpuEngine(OpenVINOFamily):
             pipeline = open_model(genai, model, properties, construct)
         except Exception as exc:
             raise ModelLoadFailedError(f"could not load model {model.id!r}: {exc}") from exc
-        return NpuRunner(model, info, pipeline, self.device, self.limits, config.max_queue)
+        return NpuRunner(model, info, pipeline, self.device, self.limits, self.capabilities)
 
 
 class _TokenStream:
@@ -142,8 +144,6 @@ def _finish_reason(result: Any, at_limit: bool) -> FinishReason:
 
 class NpuRunner(Runner):
     engine_name = OpenVINONpuEngine.name
-    # Structured output is enforced by the sampler on the host, whatever the device.
-    structured_output = True
 
     def __init__(
         self,
@@ -152,7 +152,7 @@ class NpuRunner(Runner):
         pipeline: Any,
         device: str,
         limits: NpuLimits,
-        max_queue: int,
+        capabilities: Capabilities,
     ) -> None:
         self.model_id = model.id
         self.model_path = model.path
@@ -165,27 +165,11 @@ class NpuRunner(Runner):
         self._decode_many = decoder(self._tokenizer, model)
         self._defaults = pipeline.get_generation_config()
         self._lock = asyncio.Lock()  # the device runs one generation at a time
-        self._max_queue = max_queue
+        self.capabilities = capabilities
         self._admitted = 0
         self._generating = False
 
-    def _check(self, request: GenerationRequest) -> None:
-        sampling = request.sampling
-        if sampling.n > 1:
-            raise UnsupportedParameterError("this engine generates one choice at a time", param="n")
-        if sampling.logprobs:
-            raise UnsupportedParameterError(
-                "this engine does not report logprobs", param="logprobs"
-            )
-        if sampling.max_tokens is not None and sampling.max_tokens > self.limits.max_new_tokens:
-            raise InvalidValueError(
-                f"max_tokens is {sampling.max_tokens}; this engine's hard maximum is "
-                f"{self.limits.max_new_tokens}",
-                param="max_tokens",
-            )
-
     async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationDelta]:
-        self._check(request)
         prompt = await asyncio.to_thread(encode, self._tokenizer, request)
         prompt_tokens = int(prompt.shape[1])
         if prompt_tokens > self.limits.max_prompt_len:
@@ -201,10 +185,6 @@ class NpuRunner(Runner):
         config = generation_config(
             self._genai, self._defaults, sampling, prompt_tokens, self.context_window
         )
-        if self._admitted >= self._max_queue:
-            raise QueueFullError(
-                f"model {self.model_id!r} has {self._admitted} requests running or waiting"
-            )
         self._admitted += 1
         try:
             async with self._lock, aclosing(self._run(prompt, prompt_tokens, config)) as deltas:

@@ -20,7 +20,6 @@ from typing import cast
 from starlette.requests import Request
 
 from ovrunner.engines.base import GenerationDelta, GenerationRequest
-from ovrunner.errors import UnsupportedParameterError
 from ovrunner.lifecycle import Lease, Lifecycle
 from ovrunner.metrics import Metrics
 from ovrunner.protocol.openai import Usage
@@ -100,11 +99,6 @@ async def start_generation(
     started = time.perf_counter()
     deltas = None
     try:
-        if generation.sampling.json_schema is not None and not runner.structured_output:
-            raise UnsupportedParameterError(
-                f"the engine {runner.engine_name!r} cannot enforce response_format",
-                param="response_format",
-            )
         deltas = cast(AsyncGenerator[GenerationDelta, None], runner.generate(generation))
         try:
             first = await anext(deltas)
