@@ -42,7 +42,7 @@ def server_at(revision: str, store: Path) -> tuple[ServerProcess, Path]:
 
 def check_costs(repeats: int = 2000) -> dict[str, float]:
     """Microseconds per request of each check, on a typical 1 KB chat body."""
-    from ovrunner.engines.grammar import SchemaCheck
+    from ovrunner.engines.openvino.grammar import SchemaCheck
     from ovrunner.routes.body import _ESCAPED_SURROGATE
     from ovrunner.security import HostGuard, host_name
 

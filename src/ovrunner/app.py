@@ -17,9 +17,9 @@ from starlette.routing import Route
 
 from ovrunner.busy import BusyCounter, NpuSysfsCounter, ProcessCpuCounter
 from ovrunner.engines.base import LoadConfig
-from ovrunner.engines.grammar import shared_schema_check
-from ovrunner.engines.openvino import OpenVINOEngine
-from ovrunner.engines.openvino_npu import NpuLimits, OpenVINONpuEngine
+from ovrunner.engines.openvino.batching import OpenVINOEngine
+from ovrunner.engines.openvino.grammar import shared_schema_check
+from ovrunner.engines.openvino.npu import NpuLimits, OpenVINONpuEngine
 from ovrunner.engines.registry import EngineRegistry
 from ovrunner.errors import MethodNotAllowedError, NotFoundError, OvrunnerError
 from ovrunner.jobs import JobPresets

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from ovrunner.busy import BusyCounter
 from ovrunner.engines.base import GenerationRequest, Runner, SamplingParams, is_npu
-from ovrunner.engines.openvino import available_devices
+from ovrunner.engines.openvino.common import available_devices
 from ovrunner.errors import (
     BusyCounterNotMovedError,
     InvalidValueError,

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from ovrunner.engines.base import LoadConfig, ModelRef
-from ovrunner.engines.openvino import OpenVINOEngine, OpenVINORunner
+from ovrunner.engines.openvino.batching import OpenVINOEngine, OpenVINORunner
 
 
 def load_private_runner(tiny_model: ModelRef, directory: Path) -> OpenVINORunner:

@@ -12,7 +12,7 @@ from starlette.testclient import TestClient
 
 from ovrunner.app import create_app
 from ovrunner.engines import model_files
-from ovrunner.engines.openvino import OpenVINOEngine
+from ovrunner.engines.openvino.batching import OpenVINOEngine
 from ovrunner.settings import Settings
 from ovrunner.store import ModelStore
 

@@ -10,9 +10,9 @@ import openvino_genai
 import pytest
 
 from ovrunner.engines.base import ModelFormat, ModelRef
-from ovrunner.engines.byte_vocab import ByteVocab, fast_decoder
-from ovrunner.engines.detokenize import IncrementalDetokenizer
-from ovrunner.engines.generation import decoder
+from ovrunner.engines.decoding.byte_vocab import ByteVocab, fast_decoder
+from ovrunner.engines.decoding.detokenize import IncrementalDetokenizer
+from ovrunner.engines.openvino.generation import decoder
 from ovrunner.store import ModelStore
 
 TEXTS = [

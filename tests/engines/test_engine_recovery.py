@@ -27,7 +27,7 @@ from ovrunner.engines.base import (
     ModelRef,
     SamplingParams,
 )
-from ovrunner.engines.openvino import OpenVINORunner
+from ovrunner.engines.openvino.batching import OpenVINORunner
 from ovrunner.errors import CrashLoopError, EngineError
 from tests.engines.conftest import load_private_runner
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from ovrunner.engines.base import LoadConfig
-from ovrunner.engines.openvino import OpenVINOEngine
+from ovrunner.engines.openvino.batching import OpenVINOEngine
 from ovrunner.engines.registry import EngineRegistry
 from ovrunner.errors import BackendMismatchError, ModelLoadFailedError
 from ovrunner.lifecycle import Lifecycle, parse_keep_alive

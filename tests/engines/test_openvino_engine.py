@@ -19,9 +19,9 @@ from ovrunner.engines.base import (
     ModelRef,
     SamplingParams,
 )
-from ovrunner.engines.openvino import OpenVINOEngine, OpenVINORunner
-from ovrunner.errors import ContextLengthExceededError, EngineUnavailableError
+from ovrunner.engines.openvino.batching import OpenVINOEngine, OpenVINORunner
 from ovrunner.engines.tiny_model import CONTEXT_LENGTH
+from ovrunner.errors import ContextLengthExceededError, EngineUnavailableError
 
 GREEDY = SamplingParams(max_tokens=24, temperature=0)
 

@@ -18,7 +18,7 @@ from ovrunner.engines.base import (
     ModelRef,
     SamplingParams,
 )
-from ovrunner.engines.openvino_npu import NpuLimits, NpuRunner, OpenVINONpuEngine
+from ovrunner.engines.openvino.npu import NpuLimits, NpuRunner, OpenVINONpuEngine
 from ovrunner.errors import (
     EngineUnavailableError,
     InvalidValueError,

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from ovrunner.engines.grammar import shared_schema_check
+from ovrunner.engines.openvino.grammar import shared_schema_check
 from tests.engines.test_app_on_tiny_model import TINY, make_client
 
 CHAT = {"model": TINY, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ovrunner.engines.detokenize import IncrementalDetokenizer, decode_batch
+from ovrunner.engines.decoding.detokenize import IncrementalDetokenizer, decode_batch
 
 # A byte-level vocabulary: each token is some bytes; "é" (c3 a9) and "🙂" (f0 9f 99 82) are
 # split across tokens, as byte-level BPE does with rare characters.

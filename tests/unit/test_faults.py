@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from ovrunner.app import create_app
-from ovrunner.engines.openvino import OpenVINOEngine
+from ovrunner.engines.openvino.batching import OpenVINOEngine
 from ovrunner.engines.registry import EngineRegistry
 from ovrunner.settings import Settings
 from ovrunner.store import ModelStore

@@ -1,9 +1,9 @@
-"""The server's side of an engine process (see `stepping` for why the pipeline has one).
+"""The server's side of an engine process (see `engine_main` for why the pipeline has one).
 
 `EngineProcess` starts the process, and then offers the event loop `submit` and `cancel`.
 A writer thread sends commands, so a long prompt never blocks the event loop on a full pipe.
 The event loop itself reads the engine's messages (`loop.add_reader` on the connection):
-one `Step` per pipeline step, whose updates go to `on_updates` in a single call. A reader
+one `StepReport` per pipeline step, whose updates go to `on_updates` in a single call. A reader
 thread would cost a thread wake-up and a hand-over to the loop per step, ~2% of single-stream
 throughput on two cores, where every wake-up preempts one of the pipeline's threads.
 
@@ -25,29 +25,30 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ovrunner.engines import stepping
-from ovrunner.engines.stepping import LoopStats, SequenceOutput
+from ovrunner.engines.decoding.choices import RequestChoices
+from ovrunner.engines.openvino import engine_main
+from ovrunner.engines.openvino.engine_main import EngineStats, SequenceOutput
 from ovrunner.errors import EngineError, ModelLoadFailedError, OvrunnerError
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class StepUpdate:
+class InFlightUpdate:
     outputs: list[SequenceOutput]
     finished: bool
     error: OvrunnerError | None = None
 
 
 @dataclass(eq=False)
-class BatchJob:
+class InFlight:
     """One request in an engine process, as the event loop sees it: `submit` is what was
     sent (kept to send again on a new process), the `on_updates` hook keeps its per-request
-    state in `context` and its results in `outbox`."""
+    decoding state in `choices` and its results in `outbox`."""
 
-    submit: stepping.Submit
+    submit: engine_main.Submit
     loop: asyncio.AbstractEventLoop
-    context: Any = None
+    choices: RequestChoices
     outbox: asyncio.Queue[Any] = field(default_factory=asyncio.Queue)
     cancelled: bool = False
     strikes: int = 0  # engine failures this request was in flight at
@@ -57,19 +58,19 @@ class BatchJob:
         return self.submit.request_id
 
 
-OnUpdates = Callable[[list[tuple[BatchJob, StepUpdate]]], None]
+OnUpdates = Callable[[list[tuple[InFlight, InFlightUpdate]]], None]
 # The jobs a failed process held, why it failed, and the requests it suspects (see
-# `stepping.StepFailed`; None when the process died without a word).
-OnFailure = Callable[[list[BatchJob], EngineError, "tuple[int, ...] | None"], None]
+# `engine_main.StepFailed`; None when the process died without a word).
+OnFailure = Callable[[list[InFlight], EngineError, "tuple[int, ...] | None"], None]
 
 
 class EngineProcess:
-    """A `stepping.serve` process for one pipeline. `opener(spec)` opens the pipeline in
+    """A `engine_main.serve` process for one pipeline. `opener(spec)` opens the pipeline in
     the new process, so both must pickle (a module-level function and plain data)."""
 
     def __init__(
         self,
-        opener: stepping.Opener,
+        opener: engine_main.Opener,
         spec: Any,
         *,
         name: str,
@@ -82,23 +83,23 @@ class EngineProcess:
         context = multiprocessing.get_context("spawn")
         self._conn, child_conn = context.Pipe()
         self._process = context.Process(
-            target=stepping.serve,
+            target=engine_main.serve,
             args=(child_conn, opener, spec, log_level),
             name=f"ovrunner-engine-{name}",
             daemon=True,  # never outlives the server
         )
         self._process.start()
         child_conn.close()
-        self._jobs: dict[int, BatchJob] = {}
+        self._jobs: dict[int, InFlight] = {}
         self._commands: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._closing = False
         # The loop that reads the engine's messages, and a guard for the moment a second
         # loop takes over (both may see the connection readable once).
         self._reading_on: asyncio.AbstractEventLoop | None = None
         self._read_lock = threading.Lock()
-        self.stats = LoopStats()
+        self.stats = EngineStats()
         self._failure: EngineError | None = None
-        self.ready: stepping.Ready | None = None
+        self.ready: engine_main.Ready | None = None
 
     @property
     def pid(self) -> int | None:
@@ -112,15 +113,15 @@ class EngineProcess:
             self._fail(self._ended_message())
         return self._failure
 
-    def wait_ready(self) -> stepping.Ready:
+    def wait_ready(self) -> engine_main.Ready:
         """Block until the pipeline is open (call it off the event loop); raise
         `ModelLoadFailedError` when it could not be opened."""
         try:
             message = self._conn.recv()
         except EOFError:
             self._process.join(5)
-            message = stepping.LoadFailed(f"the engine process exited ({self._process.exitcode})")
-        if not isinstance(message, stepping.Ready):
+            message = engine_main.LoadFailed(f"the engine process exited ({self._process.exitcode})")
+        if not isinstance(message, engine_main.Ready):
             self._process.join(5)
             raise ModelLoadFailedError(f"could not load model {self.name!r}: {message.message}")
         self.ready = message
@@ -138,7 +139,7 @@ class EngineProcess:
 
     # -- event-loop side -------------------------------------------------------------------
 
-    def submit(self, job: BatchJob) -> None:
+    def submit(self, job: InFlight) -> None:
         """Send `job` to the engine; on the event loop. Its request id must be new to this
         process."""
         if self.failure is not None:
@@ -149,16 +150,16 @@ class EngineProcess:
         self._jobs[job.request_id] = job
         self._commands.put(job.submit)
 
-    def cancel(self, job: BatchJob) -> None:
+    def cancel(self, job: InFlight) -> None:
         if self._jobs.pop(job.request_id, None) is not None:
-            self._commands.put(stepping.Cancel(job.request_id))
+            self._commands.put(engine_main.Cancel(job.request_id))
             self._follow_jobs()
 
     def close(self, timeout: float = 10.0) -> None:
         """End the process: it leaves its loop at the `Close` command and exits. Callable
         from any thread."""
         self._closing = True
-        self._commands.put(stepping.Close())
+        self._commands.put(engine_main.Close())
         if self.ready is None:  # not attached: the process is loading or failed
             self._process.kill()
         self._process.join(timeout)
@@ -186,7 +187,7 @@ class EngineProcess:
                 self._conn.send(command)
             except OSError:
                 return  # the process is gone; the reading loop reports it
-            if isinstance(command, stepping.Close):
+            if isinstance(command, engine_main.Close):
                 return
 
     def _read_on(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -213,7 +214,7 @@ class EngineProcess:
         try:
             while not self._conn.closed and self._conn.poll(0):
                 message = self._conn.recv()
-                if isinstance(message, stepping.StepFailed):
+                if isinstance(message, engine_main.StepFailed):
                     self._stop_reading()
                     self._fail(message.message, message.suspects)
                     return
@@ -229,9 +230,9 @@ class EngineProcess:
         self._process.join(0.5)  # it has closed its end; its exit code follows at once
         return f"the engine process ended unexpectedly (exit code {self._process.exitcode})"
 
-    def _deliver(self, step: stepping.Step) -> None:
+    def _deliver(self, step: engine_main.StepReport) -> None:
         self.stats = step.stats
-        batch: list[tuple[BatchJob, StepUpdate]] = []
+        batch: list[tuple[InFlight, InFlightUpdate]] = []
         finished = False
         for update in step.updates:
             job = self._jobs.get(update.request_id)
@@ -241,7 +242,7 @@ class EngineProcess:
                 finished = True
                 self._jobs.pop(update.request_id, None)
             error = EngineError(update.error) if update.error else None
-            batch.append((job, StepUpdate(update.outputs, update.finished, error)))
+            batch.append((job, InFlightUpdate(update.outputs, update.finished, error)))
         self._post(batch)
         if finished:
             self._follow_jobs()
@@ -275,15 +276,15 @@ class EngineProcess:
     def _fail_all(self, error: EngineError) -> None:
         jobs = list(self._jobs.values())
         self._jobs.clear()
-        self._post([(job, StepUpdate([], finished=True, error=error)) for job in jobs])
+        self._post([(job, InFlightUpdate([], finished=True, error=error)) for job in jobs])
 
-    def _post(self, batch: list[tuple[BatchJob, StepUpdate]]) -> None:
+    def _post(self, batch: list[tuple[InFlight, InFlightUpdate]]) -> None:
         post(batch, self._on_updates)
 
 
-def post(batch: list[tuple[BatchJob, StepUpdate]], on_updates: OnUpdates) -> None:
+def post(batch: list[tuple[InFlight, InFlightUpdate]], on_updates: OnUpdates) -> None:
     """Run `on_updates` with `batch`, each job's updates on that job's own loop."""
-    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[BatchJob, StepUpdate]]] = {}
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[InFlight, InFlightUpdate]]] = {}
     for job, update in batch:
         by_loop.setdefault(job.loop, []).append((job, update))
     for loop, items in by_loop.items():

@@ -10,8 +10,8 @@ import random
 from typing import Any
 
 from ovrunner.engines.base import GenerationRequest, ModelFormat, ModelRef, SamplingParams
-from ovrunner.engines.byte_vocab import fast_decoder
-from ovrunner.engines.detokenize import DecodeMany
+from ovrunner.engines.decoding.byte_vocab import fast_decoder
+from ovrunner.engines.decoding.detokenize import DecodeMany
 from ovrunner.errors import (
     ContextLengthExceededError,
     EngineUnavailableError,

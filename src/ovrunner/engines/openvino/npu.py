@@ -30,14 +30,14 @@ from ovrunner.engines.base import (
     Runner,
     is_npu,
 )
-from ovrunner.engines.detokenize import IncrementalDetokenizer
-from ovrunner.engines.generation import decoder, encode, generation_config, import_genai
-from ovrunner.engines.openvino import (
+from ovrunner.engines.decoding.detokenize import IncrementalDetokenizer
+from ovrunner.engines.openvino.common import (
     OpenVINOFamily,
     open_model,
     openvino_status,
     require_device,
 )
+from ovrunner.engines.openvino.generation import decoder, encode, generation_config, import_genai
 from ovrunner.errors import (
     EngineError,
     ModelLoadFailedError,

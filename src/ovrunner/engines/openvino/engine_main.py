@@ -7,7 +7,7 @@ for every step: each socket write and each new request waited for the step in pr
 The pipeline therefore lives in its own process, with its own GIL, running `serve`:
 
     server (writer thread) --Submit / Cancel-->  engine process: admit, step, read handles
-    server (event loop)  <--one Step per step--  (new token ids of every request, stats)
+    server (event loop)  <--one StepReport per step--  (new token ids of every request, stats)
 
 The engine process does nothing per token but read each handle once per step; text,
 detokenization and HTTP stay in the server process, which runs while the pipeline steps.
@@ -25,7 +25,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from ovrunner.engines.base import FinishReason, SamplingParams
-from ovrunner.engines.generation import generation_config, import_genai
+from ovrunner.engines.openvino.generation import generation_config, import_genai
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ class SequenceOutput:
 
 
 @dataclass(frozen=True)
-class RequestUpdate:
+class RequestProgress:
     request_id: int
     outputs: list[SequenceOutput]
     finished: bool
@@ -88,7 +88,7 @@ class RequestUpdate:
 
 
 @dataclass
-class LoopStats:
+class EngineStats:
     steps: int = 0
     running: int = 0
     # The most requests that received tokens from one step: > 1 shows real batching.
@@ -100,9 +100,9 @@ class LoopStats:
 
 
 @dataclass(frozen=True)
-class Step:
-    updates: list[RequestUpdate]
-    stats: LoopStats
+class StepReport:
+    updates: list[RequestProgress]
+    stats: EngineStats
 
 
 @dataclass(frozen=True)
@@ -152,7 +152,7 @@ class _Active:
 class _Stepper:
     pipeline: Any
     conn: Connection
-    stats: LoopStats = field(default_factory=LoopStats)
+    stats: EngineStats = field(default_factory=EngineStats)
     _active: dict[int, _Active] = field(default_factory=dict)
     _metrics_at: float = 0.0
     # Requests admitted since the last step that succeeded (see `StepFailed`).
@@ -211,13 +211,13 @@ class _Stepper:
             handle = self.pipeline.add_request(submit.request_id, self._tensor(prompt), config)
         except Exception as exc:
             error = f"the engine refused the request: {getattr(exc, 'message', exc)}"
-            self.conn.send(Step([RequestUpdate(submit.request_id, [], True, error)], self.stats))
+            self.conn.send(StepReport([RequestProgress(submit.request_id, [], True, error)], self.stats))
             return
         self._active[submit.request_id] = _Active(handle, submit.sampling.logprobs)
         self._unproven.add(submit.request_id)
 
     def _publish(self) -> None:
-        updates: list[RequestUpdate] = []
+        updates: list[RequestProgress] = []
         advanced = 0
         for request_id, active in list(self._active.items()):
             handle = active.handle
@@ -238,14 +238,14 @@ class _Stepper:
             if finished:
                 del self._active[request_id]
             if outputs or finished:
-                updates.append(RequestUpdate(request_id, outputs, finished))
+                updates.append(RequestProgress(request_id, outputs, finished))
         stats = self.stats
         stats.steps += 1
         stats.running = len(self._active)
         stats.max_batch = max(stats.max_batch, advanced)
         stats.pipeline_busy = self.pipeline.has_non_finished_requests()
         self._refresh_metrics()
-        self.conn.send(Step(updates, stats))
+        self.conn.send(StepReport(updates, stats))
 
     def _refresh_metrics(self) -> None:
         now = time.monotonic()

@@ -1,7 +1,7 @@
 """The `openvino` engine: OpenVINO GenAI continuous batching on CPU or GPU.
 
 Each loaded model is one `ContinuousBatchingPipeline` with prefix caching, stepped in its own
-engine process (see `stepping`), so concurrent requests share every step and the server's
+engine process (see `engine_main`), so concurrent requests share every step and the server's
 event loop never waits for one. Chat requests are templated here with the model's own chat
 template; raw completions are tokenized as they are.
 OpenVINO exceptions become `ovrunner.errors` inside this module and nowhere else.
@@ -10,7 +10,6 @@ OpenVINO exceptions become `ovrunner.errors` inside this module and nowhere else
 from __future__ import annotations
 
 import asyncio
-import functools
 import itertools
 import logging
 import time
@@ -21,106 +20,41 @@ from typing import Any
 
 import numpy
 
-from ovrunner.engines import model_files
 from ovrunner.engines.base import (
-    Engine,
     EngineState,
-    EngineStatus,
     GenerationDelta,
     GenerationRequest,
     LoadConfig,
-    ModelFormat,
     ModelInfo,
     ModelRef,
     Runner,
     SamplingParams,
 )
-from ovrunner.engines.choices import RequestChoices, coalesce, publish_step
-from ovrunner.engines.detokenize import DecodeMany
-from ovrunner.engines.engine_process import BatchJob, EngineProcess, StepUpdate, post
-from ovrunner.engines.generation import (
+from ovrunner.engines.decoding.choices import RequestChoices, coalesce, publish_step
+from ovrunner.engines.decoding.detokenize import DecodeMany
+from ovrunner.engines.openvino.common import (
+    OpenVINOFamily,
+    open_model,
+    openvino_status,
+    require_device,
+)
+from ovrunner.engines.openvino.engine_client import EngineProcess, InFlight, InFlightUpdate, post
+from ovrunner.engines.openvino.engine_main import Ready, Submit
+from ovrunner.engines.openvino.generation import (
     decoder,
     encode,
     generation_config,
     import_genai,
     render_prompt,
 )
-from ovrunner.engines.grammar import shared_schema_check
-from ovrunner.engines.stepping import Ready, Submit
 from ovrunner.errors import (
     CrashLoopError,
     EngineError,
-    EngineUnavailableError,
     ModelLoadFailedError,
     OvrunnerError,
 )
 
 log = logging.getLogger(__name__)
-
-# Builds a pipeline from a model file or IR directory, an optional tokenizer and properties.
-Construct = Callable[[str, Any, dict[str, Any]], Any]
-
-
-@functools.cache
-def available_devices() -> tuple[str, ...]:
-    """OpenVINO's devices, asked once: creating a Core costs 2-40 ms, and /healthz, engine
-    status and every worker job ask. A device plugged in later needs a restart."""
-    import openvino
-
-    return tuple(openvino.Core().available_devices)
-
-
-def require_device(device: str) -> None:
-    """Fail with a clear error when `device` (CPU, GPU, GPU.1, NPU) is not on this machine."""
-    family = device.split(".")[0].upper()
-    devices = available_devices()
-    if not any(d == device or d.split(".")[0] == family for d in devices):
-        raise EngineUnavailableError(
-            f"device {device} is not available on this machine (available: {', '.join(devices)})"
-        )
-
-
-def openvino_status(device: str | None = None, detail: str = "") -> EngineState:
-    """Running with the OpenVINO GenAI version and devices; not installed when it does not
-    import; error when `device` (if given) is absent."""
-    try:
-        genai = import_genai()
-    except EngineUnavailableError as exc:
-        return EngineState(EngineStatus.NOT_INSTALLED, exc.message)
-    try:
-        devices = available_devices()
-    except RuntimeError as exc:  # installed, but OpenVINO cannot list its devices
-        return EngineState(EngineStatus.ERROR, f"OpenVINO cannot list its devices: {exc}")
-    if device is not None:
-        try:
-            require_device(device)
-        except EngineUnavailableError as exc:
-            return EngineState(EngineStatus.ERROR, exc.message)
-    version = genai.__version__.split("-")[0]
-    return EngineState(EngineStatus.RUNNING,
-                       f"openvino-genai {version}; devices: {', '.join(devices)}{detail}")  # fmt: skip
-
-
-# What an OpenVINO engine installs: openvino-genai brings the other two.
-OPENVINO_DISTRIBUTIONS = ("openvino", "openvino-genai", "openvino-tokenizers")
-
-
-class OpenVINOFamily(Engine):
-    """What both OpenVINO engines share: the installation, how a model is described, and
-    the schema check (both compile schemas with the same xgrammar)."""
-
-    distributions = OPENVINO_DISTRIBUTIONS
-
-    def install(self) -> None:
-        import_genai()
-
-    def describe(self, model: ModelRef) -> ModelInfo:
-        return model_files.describe(model)
-
-    async def validate(self, request: GenerationRequest) -> None:
-        await super().validate(request)
-        if request.sampling.json_schema is not None:
-            await shared_schema_check().check(request.sampling.json_schema)
 
 
 class OpenVINOEngine(OpenVINOFamily):
@@ -194,26 +128,6 @@ def open_pipeline(spec: PipelineSpec) -> Any:
     return open_model(genai, spec.model, properties, construct)
 
 
-def open_model(
-    genai: Any, model: ModelRef, properties: dict[str, Any], construct: Construct
-) -> Any:
-    """Open `model` with `construct(source, tokenizer, properties)`, preferring a saved IR.
-
-    A GGUF is converted at every load unless an IR was saved beside it; the first load saves
-    one (in the model store). The tokenizer still comes from the GGUF, because OpenVINO GenAI
-    does not save its conversion.
-    """
-    if model.format is ModelFormat.OPENVINO_IR:
-        return construct(str(model.path), None, properties)
-    ir_dir = model_files.converted_ir_dir(model)
-    if ir_dir is not None:
-        try:
-            return construct(str(ir_dir), genai.Tokenizer(str(model.path)), properties)
-        except Exception:
-            log.warning("the saved IR of %s did not load; converting the GGUF again", model.id)
-    return construct(str(model.path), None, {**properties, "enable_save_ov_model": True})
-
-
 # A request in flight through this many engine failures is failed, not resumed again.
 STRIKE_LIMIT = 2
 
@@ -227,7 +141,7 @@ class OpenVINORunner(Runner):
     every request in flight with its prompt plus the tokens it already generated, so each
     stream goes on where it stopped (its counts and `max_tokens` carry over). Not resumed, and
     ended with the error instead: requests of n > 1 and with structured output (their state
-    cannot be rebuilt), the request the failed step blames (see `stepping.StepFailed`), and a
+    cannot be rebuilt), the request the failed step blames (see `engine_main.StepFailed`), and a
     request in flight through `STRIKE_LIMIT` failures. `LoadConfig.crash_limit` failures
     within its `crash_window_s` end the restarts: `failure` then holds a `CrashLoopError`.
     """
@@ -282,7 +196,7 @@ class OpenVINORunner(Runner):
         generation_config(self._genai, self._defaults, sampling, prompt_tokens, self.context_window)
         self._admitted += 1
         submit = Submit(next(self._ids), prompt.data, sampling, self.context_window)
-        job = BatchJob(submit, asyncio.get_running_loop(), RequestChoices(prompt_tokens, sampling.n))
+        job = InFlight(submit, asyncio.get_running_loop(), RequestChoices(prompt_tokens, sampling.n))
         finished = False
         try:
             await self._send(job)
@@ -304,7 +218,7 @@ class OpenVINORunner(Runner):
                 job.cancelled = True
                 self._process.cancel(job)
 
-    async def _send(self, job: BatchJob) -> None:
+    async def _send(self, job: InFlight) -> None:
         """Submit `job`, first waiting for a restart in progress (or one owed)."""
         while True:
             if self._restart_needed and self._failure is None:
@@ -319,13 +233,13 @@ class OpenVINORunner(Runner):
                 self._process.submit(job)
                 return
 
-    def _on_updates(self, items: list[tuple[BatchJob, StepUpdate]]) -> None:
+    def _on_updates(self, items: list[tuple[InFlight, InFlightUpdate]]) -> None:
         publish_step(items, self._decode_many)
 
     # -- recovery ----------------------------------------------------------------------------
 
     def _on_failure(
-        self, jobs: list[BatchJob], error: EngineError, suspects: tuple[int, ...] | None
+        self, jobs: list[InFlight], error: EngineError, suspects: tuple[int, ...] | None
     ) -> None:
         """The engine process failed holding `jobs`: restart it and resume what can be."""
         now = time.monotonic()
@@ -342,7 +256,7 @@ class OpenVINORunner(Runner):
             return
         # The step's newcomers are to blame only when some requests were there before them.
         blamed = set(suspects or ()) if len(set(suspects or ())) < len(jobs) else set()
-        resumed: list[BatchJob] = []
+        resumed: list[InFlight] = []
         for job in jobs:
             job.strikes += 1
             if job.request_id in blamed:
@@ -365,7 +279,7 @@ class OpenVINORunner(Runner):
             return
         self._restarting = loop.create_task(self._restart(resumed))
 
-    async def _restart(self, jobs: list[BatchJob]) -> None:
+    async def _restart(self, jobs: list[InFlight]) -> None:
         old = self._process
         try:
             await asyncio.to_thread(old.close)
@@ -384,14 +298,14 @@ class OpenVINORunner(Runner):
             if not job.cancelled:
                 self._resume(job)
 
-    def _resume(self, job: BatchJob) -> None:
+    def _resume(self, job: InFlight) -> None:
         """Send `job` again: its prompt plus what it generated, for what is left of it."""
-        choices: RequestChoices = job.context
+        choices = job.choices
         generated = choices.generated_ids()
         sampling = job.submit.sampling
         left = None if sampling.max_tokens is None else sampling.max_tokens - len(generated)
         if left is not None and left <= 0:  # every token arrived, only the end did not
-            post([(job, StepUpdate([], finished=True))], self._on_updates)
+            post([(job, InFlightUpdate([], finished=True))], self._on_updates)
             return
         choices.rebind()
         prompt = numpy.concatenate(
@@ -411,8 +325,8 @@ class OpenVINORunner(Runner):
         )
         self._process.submit(job)
 
-    def _end(self, jobs: list[BatchJob], error: OvrunnerError) -> None:
-        post([(job, StepUpdate([], finished=True, error=error)) for job in jobs], self._on_updates)
+    def _end(self, jobs: list[InFlight], error: OvrunnerError) -> None:
+        post([(job, InFlightUpdate([], finished=True, error=error)) for job in jobs], self._on_updates)
 
     @property
     def failure(self) -> Exception | None:

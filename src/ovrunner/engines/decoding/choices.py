@@ -2,20 +2,23 @@
 
 Runs on the event loop, once per pipeline step: the windows of all streams that advanced are
 decoded in one batch (see `detokenize.decode_batch`), then each request receives one
-`StepDeltas` in its outbox.
+`DeltaBatch` in its outbox.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ovrunner.engines.base import FinishReason, GenerationDelta, TokenLogprob
-from ovrunner.engines.detokenize import DecodeMany, IncrementalDetokenizer, decode_batch
-from ovrunner.engines.engine_process import BatchJob, StepUpdate
+from ovrunner.engines.decoding.detokenize import DecodeMany, IncrementalDetokenizer, decode_batch
+
+if TYPE_CHECKING:  # the engine client holds these choices; only its types are needed here
+    from ovrunner.engines.openvino.engine_client import InFlight, InFlightUpdate
 
 
 @dataclass(frozen=True)
-class StepDeltas:
+class DeltaBatch:
     deltas: list[GenerationDelta]
     finished: bool
 
@@ -65,21 +68,21 @@ class RequestChoices:
         return [c for c in choices if not c.done]
 
 
-def publish_step(items: list[tuple[BatchJob, StepUpdate]], decode_many: DecodeMany) -> None:
+def publish_step(items: list[tuple[InFlight, InFlightUpdate]], decode_many: DecodeMany) -> None:
     """Turn one step's updates into deltas and put them in each job's outbox.
 
-    Each job's `context` is its `RequestChoices`. A request that finishes without a reason on
+    Each job's `choices` are its `RequestChoices`. A request that finishes without a reason on
     some sequence (the pipeline stopped it) closes that choice as "stop", so every choice
     gets a final delta.
     """
     work: list[_Work] = []
-    delivered: list[tuple[BatchJob, StepUpdate]] = []
+    delivered: list[tuple[InFlight, InFlightUpdate]] = []
     for job, update in items:
         if update.error is not None:
             job.outbox.put_nowait(update.error)
             continue
         delivered.append((job, update))
-        choices: RequestChoices = job.context
+        choices = job.choices
         entries: dict[_Choice, _Work] = {}
         for output in update.outputs:
             choice = choices.choice(output.sequence_id)
@@ -98,7 +101,7 @@ def publish_step(items: list[tuple[BatchJob, StepUpdate]], decode_many: DecodeMa
         [(w.choice.detokenizer, w.token_ids, w.reason is not None) for w in work], decode_many
     )
     token_texts = _decode_tokens([w for w in work if w.log_probs is not None], decode_many)
-    deltas: dict[BatchJob, list[GenerationDelta]] = {}
+    deltas: dict[InFlight, list[GenerationDelta]] = {}
     for entry, text in zip(work, texts):
         choice, reason = entry.choice, entry.reason
         choice.done = choice.done or reason is not None
@@ -107,7 +110,7 @@ def publish_step(items: list[tuple[BatchJob, StepUpdate]], decode_many: DecodeMa
                 GenerationDelta(
                     index=choice.index,
                     text=text,
-                    prompt_tokens=entry.job.context.prompt_tokens,
+                    prompt_tokens=entry.job.choices.prompt_tokens,
                     completion_tokens=choice.detokenizer.token_count,
                     finish_reason=FinishReason(reason) if reason else None,
                     logprobs=tuple(
@@ -118,14 +121,14 @@ def publish_step(items: list[tuple[BatchJob, StepUpdate]], decode_many: DecodeMa
                 )
             )
     for job, update in delivered:
-        job.outbox.put_nowait(StepDeltas(deltas.get(job, []), update.finished))
+        job.outbox.put_nowait(DeltaBatch(deltas.get(job, []), update.finished))
 
 
 @dataclass(eq=False)
 class _Work:
     """What one step brought one choice."""
 
-    job: BatchJob
+    job: InFlight
     choice: _Choice
     token_ids: list[int] = field(default_factory=list)
     reason: str | None = None

@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from enum import IntEnum
 from pathlib import Path
 
-from ovrunner.engines.detokenize import DecodeMany
+from ovrunner.engines.decoding.detokenize import DecodeMany
 from ovrunner.engines.model_files import TOKEN_TYPES, TOKENS, read_gguf_metadata
 
 log = logging.getLogger(__name__)

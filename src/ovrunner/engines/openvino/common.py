@@ -1,0 +1,113 @@
+"""What both OpenVINO engines share: the installation, devices and status, how a model is
+described and opened (preferring a saved IR), and the schema check before admission.
+OpenVINO exceptions become `ovrunner.errors` here and in the engines, nowhere else.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from ovrunner.engines import model_files
+from ovrunner.engines.base import (
+    Engine,
+    EngineState,
+    EngineStatus,
+    GenerationRequest,
+    ModelFormat,
+    ModelInfo,
+    ModelRef,
+)
+from ovrunner.engines.openvino.generation import import_genai
+from ovrunner.engines.openvino.grammar import shared_schema_check
+from ovrunner.errors import EngineUnavailableError
+
+log = logging.getLogger(__name__)
+
+
+# Builds a pipeline from a model file or IR directory, an optional tokenizer and properties.
+Construct = Callable[[str, Any, dict[str, Any]], Any]
+
+
+@functools.cache
+def available_devices() -> tuple[str, ...]:
+    """OpenVINO's devices, asked once: creating a Core costs 2-40 ms, and /healthz, engine
+    status and every worker job ask. A device plugged in later needs a restart."""
+    import openvino
+
+    return tuple(openvino.Core().available_devices)
+
+
+def require_device(device: str) -> None:
+    """Fail with a clear error when `device` (CPU, GPU, GPU.1, NPU) is not on this machine."""
+    family = device.split(".")[0].upper()
+    devices = available_devices()
+    if not any(d == device or d.split(".")[0] == family for d in devices):
+        raise EngineUnavailableError(
+            f"device {device} is not available on this machine (available: {', '.join(devices)})"
+        )
+
+
+def openvino_status(device: str | None = None, detail: str = "") -> EngineState:
+    """Running with the OpenVINO GenAI version and devices; not installed when it does not
+    import; error when `device` (if given) is absent."""
+    try:
+        genai = import_genai()
+    except EngineUnavailableError as exc:
+        return EngineState(EngineStatus.NOT_INSTALLED, exc.message)
+    try:
+        devices = available_devices()
+    except RuntimeError as exc:  # installed, but OpenVINO cannot list its devices
+        return EngineState(EngineStatus.ERROR, f"OpenVINO cannot list its devices: {exc}")
+    if device is not None:
+        try:
+            require_device(device)
+        except EngineUnavailableError as exc:
+            return EngineState(EngineStatus.ERROR, exc.message)
+    version = genai.__version__.split("-")[0]
+    return EngineState(EngineStatus.RUNNING,
+                       f"openvino-genai {version}; devices: {', '.join(devices)}{detail}")  # fmt: skip
+
+
+# What an OpenVINO engine installs: openvino-genai brings the other two.
+OPENVINO_DISTRIBUTIONS = ("openvino", "openvino-genai", "openvino-tokenizers")
+
+
+class OpenVINOFamily(Engine):
+    """What both OpenVINO engines share: the installation, how a model is described, and
+    the schema check (both compile schemas with the same xgrammar)."""
+
+    distributions = OPENVINO_DISTRIBUTIONS
+
+    def install(self) -> None:
+        import_genai()
+
+    def describe(self, model: ModelRef) -> ModelInfo:
+        return model_files.describe(model)
+
+    async def validate(self, request: GenerationRequest) -> None:
+        await super().validate(request)
+        if request.sampling.json_schema is not None:
+            await shared_schema_check().check(request.sampling.json_schema)
+
+
+def open_model(
+    genai: Any, model: ModelRef, properties: dict[str, Any], construct: Construct
+) -> Any:
+    """Open `model` with `construct(source, tokenizer, properties)`, preferring a saved IR.
+
+    A GGUF is converted at every load unless an IR was saved beside it; the first load saves
+    one (in the model store). The tokenizer still comes from the GGUF, because OpenVINO GenAI
+    does not save its conversion.
+    """
+    if model.format is ModelFormat.OPENVINO_IR:
+        return construct(str(model.path), None, properties)
+    ir_dir = model_files.converted_ir_dir(model)
+    if ir_dir is not None:
+        try:
+            return construct(str(ir_dir), genai.Tokenizer(str(model.path)), properties)
+        except Exception:
+            log.warning("the saved IR of %s did not load; converting the GGUF again", model.id)
+    return construct(str(model.path), None, {**properties, "enable_save_ov_model": True})
