@@ -86,6 +86,11 @@ class Settings(BaseSettings):
         "idle runner. Unset: no budget.",
     )
     # The bounded NPU engine and the worker jobs.
+    reasoning_format: Literal["separate", "inline"] = Field(
+        "separate",
+        description="A reasoning model's thinking: `separate` puts it in `reasoning_content`; "
+        "`inline` leaves it in the content, tags and all.",
+    )
     npu_model: str | None = Field(
         None, description="The one model the `openvino-npu` engine serves; `model` if unset."
     )

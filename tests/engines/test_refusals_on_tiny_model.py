@@ -99,7 +99,7 @@ def test_a_lone_surrogate_is_a_400_naming_the_field(client: TestClient, escape: 
         ("/v1/completions", f'{{"model": "{TINY}", "prompt": "{escape}"}}', "prompt"),
         ("/v1/chat/completions",
          f'{{"model": "{TINY}", "messages": [{{"role": "user", "content": "{escape}"}}]}}',
-         "messages.0.content"),
+         "messages[0].content"),
     ]:  # fmt: skip
         response = client.post(route, content=raw, headers={"Content-Type": "application/json"})
         assert response.status_code == 400, response.text

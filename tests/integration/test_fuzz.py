@@ -35,8 +35,10 @@ def test_no_route_fails_or_answers_out_of_shape(tiny_server: ServerProcess) -> N
     for operation in operations:
 
         @given(case=operation.as_strategy())
+        # derandomize: the same examples every run, so CI never turns on a new random case;
+        # run with a fresh seed by hand (--hypothesis-seed) to look for new ones.
         @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck),
-                  database=None)  # fmt: skip
+                  database=None, derandomize=True)  # fmt: skip
         def fuzz(case) -> None:  # type: ignore[no-untyped-def]
             case.call_and_validate(checks=[not_a_server_error, openai_error_shape], timeout=60)
 

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from ovrunner.errors import InvalidValueError, UnsupportedParameterError
+from ovrunner.tools.formats import ChatFormat
+from ovrunner.tools.spec import CallConstraint, ToolCallDelta, ToolSpec
 
 
 class EngineStatus(StrEnum):
@@ -39,6 +41,7 @@ class ModelFormat(StrEnum):
 class FinishReason(StrEnum):
     STOP = "stop"
     LENGTH = "length"
+    TOOL_CALLS = "tool_calls"  # set when parsing finds calls (`tools.output`), not by engines
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,13 @@ class SamplingParams:
     json_schema: str | None = None
     # Report the log probability of each generated token.
     logprobs: bool = False
+    # Structural tags that constrain tool calls (built by the runner from `ToolSpec`).
+    tool_calls: CallConstraint | None = None
+
+    @property
+    def constrained(self) -> bool:
+        """Whether a grammar shapes the output (its state is the pipeline's)."""
+        return self.json_schema is not None or self.tool_calls is not None
 
 
 @dataclass(frozen=True)
@@ -96,6 +106,8 @@ class GenerationRequest:
     prompt: str | None = None
     messages: Sequence[dict[str, Any]] | None = None
     sampling: SamplingParams = field(default_factory=SamplingParams)
+    # The tools offered to the model, for chat `messages` only.
+    tools: ToolSpec | None = None
 
     def __post_init__(self) -> None:
         if (self.prompt is None) == (self.messages is None):
@@ -121,6 +133,10 @@ class GenerationDelta:
     completion_tokens: int
     finish_reason: FinishReason | None = None
     logprobs: tuple[TokenLogprob, ...] = ()
+    # Filled in from `text` on the server's side when the request has tools or the model
+    # reasons (`tools.output`); `text` is then the content alone.
+    reasoning: str = ""
+    tool_calls: tuple[ToolCallDelta, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -149,6 +165,12 @@ class Capabilities:
         if sampling.json_schema is not None and not self.structured_output:
             raise UnsupportedParameterError(
                 f"the engine {engine!r} cannot enforce response_format", param="response_format"
+            )
+        if request.tools is not None and request.tools.calling and not self.structured_output:
+            raise UnsupportedParameterError(
+                f"the engine {engine!r} cannot constrain tool calls (send tool_choice: none, "
+                "or use another engine)",
+                param="tools",
             )
         cap = self.max_new_tokens
         if cap is not None and sampling.max_tokens is not None and sampling.max_tokens > cap:
@@ -186,6 +208,8 @@ class Runner(abc.ABC):
     device: str
     # Its engine's, so that work holding only the runner (a worker job) can ask.
     capabilities: Capabilities = Capabilities(structured_output=False)
+    # How its chat template deals with tools and reasoning (read from the model at load).
+    chat_format: ChatFormat = ChatFormat()
 
     @abc.abstractmethod
     def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationDelta]: ...

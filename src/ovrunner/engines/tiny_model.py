@@ -49,7 +49,7 @@ def _train_tokenizer(vocab_size: int) -> Tokenizer:
     return tokenizer
 
 
-def _add_tokenizer(writer: gguf.GGUFWriter, tokenizer: Tokenizer) -> int:
+def _add_tokenizer(writer: gguf.GGUFWriter, tokenizer: Tokenizer, chat_template: str) -> int:
     vocab = tokenizer.get_vocab()
     tokens = [token for token, _ in sorted(vocab.items(), key=lambda item: item[1])]
     token_types = [
@@ -68,7 +68,7 @@ def _add_tokenizer(writer: gguf.GGUFWriter, tokenizer: Tokenizer) -> int:
     writer.add_eos_token_id(vocab["<|im_end|>"])
     writer.add_pad_token_id(vocab["<|endoftext|>"])
     writer.add_add_bos_token(False)
-    writer.add_chat_template(CHAT_TEMPLATE)
+    writer.add_chat_template(chat_template)
     return len(tokens)
 
 
@@ -90,6 +90,7 @@ def build_tiny_gguf(
     ffn: int = 128,
     seed: int = 1234,
     std: float = 0.3,
+    chat_template: str = CHAT_TEMPLATE,
 ) -> Path:
     """Write a tiny llama GGUF to `path` and return it."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -109,7 +110,7 @@ def build_tiny_gguf(
     writer.add_rope_freq_base(10000.0)
     writer.add_layer_norm_rms_eps(1e-5)
     writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
-    n_vocab = _add_tokenizer(writer, tokenizer)
+    n_vocab = _add_tokenizer(writer, tokenizer, chat_template)
     writer.add_vocab_size(n_vocab)
 
     def matrix(rows: int, cols: int) -> np.ndarray:

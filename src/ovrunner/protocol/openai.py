@@ -33,11 +33,33 @@ class TextContentPart(BaseModel):
     text: str
 
 
+# OpenAI's own bounds on tools: names of 64 characters, 128 tools a request.
+MAX_TOOLS = 128
+FUNCTION_NAME = r"^[a-zA-Z0-9_.-]{1,64}$"
+
+
+class FunctionCall(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    name: str = Field(max_length=64)
+    arguments: str
+
+
+class ToolCall(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    id: str = Field(max_length=256)
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="allow")
-    role: Literal["system", "developer", "user", "assistant", "tool"]
+    # `function` is the deprecated name of a `tool` turn (its `name` says which function).
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
     content: str | list[TextContentPart] | None = None
     name: str | None = None
+    tool_calls: list[ToolCall] | None = Field(None, max_length=MAX_TOOLS)
+    tool_call_id: str | None = Field(None, max_length=256)
+    function_call: FunctionCall | None = None  # deprecated: one call of an assistant turn
 
     def text(self) -> str:
         if self.content is None:
@@ -46,11 +68,46 @@ class ChatMessage(BaseModel):
             return self.content
         return "".join(part.text for part in self.content)
 
-    def for_template(self) -> dict[str, str]:
+    def for_template(self) -> dict[str, Any]:
         """The message as a chat template expects it. OpenAI's `developer` role is its new
         name for `system`, which is the only one the templates of open models know."""
-        role = "system" if self.role == "developer" else self.role
-        return {"role": role, "content": self.text()}
+        role = {"developer": "system", "function": "tool"}.get(self.role, self.role)
+        message: dict[str, Any] = {"role": role, "content": self.text()}
+        calls = self.tool_calls or []
+        if self.function_call is not None:
+            calls = [ToolCall(id=f"call_{len(calls)}", function=self.function_call)]
+        if calls:
+            message["tool_calls"] = [c.model_dump(include={"id", "type", "function"}) for c in calls]
+        if role == "tool":
+            message["tool_call_id"] = self.tool_call_id or self.name or ""
+            if self.name:
+                message["name"] = self.name
+        return message
+
+
+class FunctionDefinition(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    name: str = Field(pattern=FUNCTION_NAME)
+    description: str | None = Field(None, max_length=8192)
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class ChatTool(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: Literal["function"]
+    function: FunctionDefinition
+
+
+class NamedFunction(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    name: str
+
+
+class NamedToolChoice(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: Literal["function"]
+    function: NamedFunction
 
 
 class StreamOptions(BaseModel):
@@ -113,11 +170,16 @@ class ChatCompletionRequest(_SamplingFields):
     response_format: ResponseFormat | None = None
     logprobs: bool | None = None
     top_logprobs: int | None = Field(None, ge=0, le=20)
+    tools: list[ChatTool] | None = Field(None, max_length=MAX_TOOLS)
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+    parallel_tool_calls: bool = True
+    # The deprecated spelling of the same: `functions` and `function_call`.
+    functions: list[FunctionDefinition] | None = Field(None, max_length=MAX_TOOLS)
+    function_call: Literal["none", "auto"] | NamedFunction | None = None
 
     @property
     def token_limit(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens
-
 
 
 class CompletionRequest(_SamplingFields):
@@ -197,9 +259,17 @@ class Completion(BaseModel):
     usage: Usage | None = None
 
 
+def _only_when_set() -> Any:
+    """A field that only some answers have, left out of the others as OpenAI leaves it out:
+    a plain chat's chunks stay as small as they were."""
+    return Field(None, exclude_if=lambda value: value is None)
+
+
 class ChatCompletionMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
-    content: str
+    content: str | None
+    reasoning_content: str | None = _only_when_set()
+    tool_calls: list[ToolCall] | None = _only_when_set()
 
 
 class ChatCompletionChoice(BaseModel):
@@ -218,9 +288,23 @@ class ChatCompletion(BaseModel):
     usage: Usage
 
 
+class ChoiceDeltaFunctionCall(BaseModel):
+    name: str | None = _only_when_set()
+    arguments: str = ""
+
+
+class ChoiceDeltaToolCall(BaseModel):
+    index: int
+    id: str | None = _only_when_set()
+    type: Literal["function"] | None = _only_when_set()
+    function: ChoiceDeltaFunctionCall
+
+
 class ChoiceDelta(BaseModel):
     role: Literal["assistant"] | None = None
     content: str | None = None
+    reasoning_content: str | None = _only_when_set()
+    tool_calls: list[ChoiceDeltaToolCall] | None = _only_when_set()
 
 
 class ChatCompletionChunkChoice(BaseModel):

@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from sse_starlette import EventSourceResponse
 from starlette.requests import Request
 
-from ovrunner.engines.base import TokenLogprob
+from ovrunner.engines.base import GenerationDelta, TokenLogprob
 from ovrunner.errors import ClientDisconnectedError
 from ovrunner.protocol.openai import (
     ChatCompletionChunk,
@@ -29,6 +29,7 @@ from ovrunner.protocol.openai import (
     ContentChunkTemplate,
     Usage,
 )
+from ovrunner.routes.chat_tools import delta_calls
 from ovrunner.routes.serving import Generation
 from ovrunner.streaming import sse_response
 
@@ -36,14 +37,42 @@ T = TypeVar("T")
 
 
 @dataclass
+class CollectedCall:
+    id: str
+    name: str
+    arguments: list[str] = field(default_factory=list)
+
+
+@dataclass
 class CollectedChoice:
     parts: list[str] = field(default_factory=list)
     finish_reason: str | None = None
     logprobs: list[TokenLogprob] = field(default_factory=list)
+    reasoning_parts: list[str] = field(default_factory=list)
+    calls: dict[int, CollectedCall] = field(default_factory=dict)
 
     @property
     def text(self) -> str:
         return "".join(self.parts)
+
+    @property
+    def reasoning(self) -> str | None:
+        return "".join(self.reasoning_parts) if self.reasoning_parts else None
+
+    def add(self, delta: GenerationDelta) -> None:
+        self.parts.append(delta.text)
+        self.logprobs.extend(delta.logprobs)
+        if delta.reasoning:
+            self.reasoning_parts.append(delta.reasoning)
+        for call in delta.tool_calls:
+            if call.id is not None:
+                self.calls[call.index] = CollectedCall(call.id, call.name or "")
+            self.calls[call.index].arguments.append(call.arguments)
+        if delta.finish_reason is not None:
+            self.finish_reason = delta.finish_reason.value
+
+    def tool_calls(self) -> list[tuple[str, str, str]]:
+        return [(c.id, c.name, "".join(c.arguments)) for _, c in sorted(self.calls.items())]
 
 
 @dataclass
@@ -57,11 +86,7 @@ async def collect(generation: Generation, n: int) -> Collected:
     choices = [CollectedChoice() for _ in range(n)]
     async with aclosing(generation.deltas) as deltas:
         async for delta in deltas:
-            choice = choices[delta.index]
-            choice.parts.append(delta.text)
-            choice.logprobs.extend(delta.logprobs)
-            if delta.finish_reason is not None:
-                choice.finish_reason = delta.finish_reason.value
+            choices[delta.index].add(delta)
     return Collected(choices, generation.tally.usage())
 
 
@@ -174,12 +199,17 @@ async def chat_chunks(
     async with aclosing(generation.deltas) as deltas:
         async for delta in deltas:
             finish_reason = delta.finish_reason.value if delta.finish_reason else None
-            if body.logprobs:
+            if not (delta.text or delta.tool_calls or delta.reasoning or finish_reason
+                    or delta.logprobs):  # fmt: skip
+                continue  # markup held back by the parser: nothing to send yet
+            if body.logprobs or delta.tool_calls or delta.reasoning:
                 choice = ChatCompletionChunkChoice(
                     index=delta.index,
-                    delta=ChoiceDelta(content=delta.text or None),
+                    delta=ChoiceDelta(content=delta.text or None,
+                                      reasoning_content=delta.reasoning or None,
+                                      tool_calls=delta_calls(delta.tool_calls)),  # fmt: skip
                     finish_reason=finish_reason,
-                    logprobs=chat_logprobs(delta.logprobs),
+                    logprobs=chat_logprobs(delta.logprobs) if body.logprobs else None,
                 )
                 yield chunk([choice])
             else:

@@ -54,7 +54,7 @@ async def parse_body(request: Request, model: type[M]) -> M:
 
 def _to_error(exc: ValidationError) -> InvalidRequestError:
     first = exc.errors(include_url=False)[0]
-    param = ".".join(str(part) for part in first["loc"] if _is_field(part)) or None
+    param = param_path([part for part in first["loc"] if _is_field(part)])
     if first["type"] == "missing":
         return InvalidRequestError(f"missing required parameter {param!r}", param=param)
     return InvalidValueError(f"invalid value for {param!r}: {first['msg']}", param=param)
@@ -63,6 +63,14 @@ def _to_error(exc: ValidationError) -> InvalidRequestError:
 # Pydantic adds the member type of a union to an error's location ("stop.list[str]");
 # those are not fields the client named.
 _TYPE_TAGS = {"str", "int", "float", "bool", "list", "dict", "none"}
+
+
+def param_path(parts: list[str | int]) -> str | None:
+    """A location as OpenAI spells it in `param`: `messages[0].content`."""
+    path = ""
+    for part in parts:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}" if path else part
+    return path or None
 
 
 def _is_field(part: int | str) -> bool:
@@ -75,7 +83,7 @@ def _refuse_lone_surrogates(value: object, path: list[str | int]) -> None:
         try:
             value.encode("utf-8")
         except UnicodeEncodeError:
-            param = ".".join(str(p) for p in path) or None
+            param = param_path(path)
             raise InvalidValueError(
                 f"invalid value for {param!r}: it holds a lone UTF-16 surrogate, which is "
                 "not a character",

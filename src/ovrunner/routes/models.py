@@ -11,6 +11,7 @@ from starlette.routing import BaseRoute, Route
 
 from ovrunner import hub
 from ovrunner.engines.registry import EngineRegistry
+from ovrunner.errors import InvalidValueError
 from ovrunner.lifecycle import Lifecycle
 from ovrunner.protocol.store import ImportRequest, PullRequest
 from ovrunner.routes.body import parse_body
@@ -51,7 +52,11 @@ async def import_model(request: Request) -> JSONResponse:
     body = await parse_body(request, ImportRequest)
     store: ModelStore = request.app.state.store
     registry: EngineRegistry = request.app.state.registry
-    path = Path(body.path).expanduser()
+    try:
+        path = Path(body.path).expanduser()
+    except RuntimeError:  # `~someone` with no such user
+        raise InvalidValueError(f"cannot expand the path {body.path!r}: no such home directory",
+                                param="path") from None  # fmt: skip
     name = validate_model_id(body.name or path.stem)
     model = await asyncio.to_thread(
         store.add, path, name, engine=body.engine, source=f"import:{path}",

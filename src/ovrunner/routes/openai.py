@@ -27,6 +27,7 @@ from ovrunner.protocol.openai import (
 )
 from ovrunner.routes import answers
 from ovrunner.routes.body import parse_body
+from ovrunner.routes.chat_tools import message_calls, tool_spec
 from ovrunner.routes.serving import start_generation
 from ovrunner.store import ModelStore
 
@@ -120,6 +121,7 @@ async def create_chat_completion(request: Request) -> Response:
         messages=[m.for_template() for m in body.messages],
         sampling=_sampling(body, logprobs=bool(body.logprobs),
                            response_format=body.response_format),  # fmt: skip
+        tools=tool_spec(body),
     )
     started = await start_generation(request, body.model, generation,
                                      keep_alive=_keep_alive(body))  # fmt: skip
@@ -131,7 +133,11 @@ async def create_chat_completion(request: Request) -> Response:
     choices = [
         ChatCompletionChoice(
             index=i,
-            message=ChatCompletionMessage(content=choice.text),
+            message=ChatCompletionMessage(
+                content=choice.text if choice.text or not choice.calls else None,
+                reasoning_content=choice.reasoning,
+                tool_calls=message_calls(choice.tool_calls()),
+            ),
             finish_reason=choice.finish_reason,
             logprobs=answers.chat_logprobs(choice.logprobs) if body.logprobs else None,
         )

@@ -23,6 +23,7 @@ from ovrunner.engines.base import GenerationDelta, GenerationRequest
 from ovrunner.lifecycle import Lease, Lifecycle
 from ovrunner.metrics import Metrics
 from ovrunner.protocol.openai import Usage
+from ovrunner.tools.output import OutputParser
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +50,9 @@ class Generation:
     """A started generation and the lease on its runner; `deltas` yields every delta once."""
 
     def __init__(self, source: AsyncGenerator[GenerationDelta, None], first: GenerationDelta | None,
-                 lease: Lease, metrics: Metrics) -> None:  # fmt: skip
+                 lease: Lease, metrics: Metrics, parser: OutputParser | None = None) -> None:  # fmt: skip
         self.tally = UsageTally()
+        self._parser = parser
         self._source = source
         self._first = first
         self._lease = lease
@@ -59,10 +61,11 @@ class Generation:
         self.deltas = self._iterate()
 
     async def _iterate(self) -> AsyncGenerator[GenerationDelta, None]:
+        parse = self._parser.parse if self._parser is not None else None
         if self._first is not None:
-            yield self.tally.add(self._first)
+            yield self.tally.add(parse(self._first) if parse else self._first)
         async for delta in self._source:
-            yield self.tally.add(delta)
+            yield self.tally.add(parse(delta) if parse else delta)
 
     async def aclose(self) -> None:
         if self._closed:
@@ -111,4 +114,8 @@ async def start_generation(
         lease.release()
         raise
     metrics.time_to_first_token.labels(runner.model_id).observe(time.perf_counter() - started)
-    return Generation(deltas, first, lease, metrics)
+    parser = None
+    if generation.messages is not None:  # chat answers: reasoning and tool calls parsed out
+        separate = request.app.state.settings.reasoning_format == "separate"
+        parser = OutputParser.for_request(runner.chat_format, generation.tools, separate)
+    return Generation(deltas, first, lease, metrics, parser)

@@ -45,7 +45,9 @@ from ovrunner.engines.openvino.generation import (
     encode,
     generation_config,
     import_genai,
+    read_chat_format,
     render_prompt,
+    with_tool_constraint,
 )
 from ovrunner.errors import (
     CrashLoopError,
@@ -158,6 +160,7 @@ class OpenVINORunner(Runner):
         self.context_window = info.context_window
         self._genai = import_genai()
         self._tokenizer = tokenizer
+        self.chat_format = read_chat_format(tokenizer)
         self._decode_many = decode_many
         self._start_process = start_process
         self._crash_limit, self._crash_window_s = config.crash_limit, config.crash_window_s
@@ -180,15 +183,15 @@ class OpenVINORunner(Runner):
     # -- prompt preparation ------------------------------------------------------------------
 
     def render_prompt(self, request: GenerationRequest) -> str:
-        return render_prompt(self._tokenizer, request)
+        return render_prompt(self._tokenizer, request, self.chat_format)
 
     def encode(self, request: GenerationRequest) -> Any:
-        return encode(self._tokenizer, request)
+        return encode(self._tokenizer, request, self.chat_format)
 
     # -- generation --------------------------------------------------------------------------
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationDelta]:
-        sampling = request.sampling
+        sampling = with_tool_constraint(request, self.chat_format)
         prompt = await asyncio.to_thread(self.encode, request)
         prompt_tokens = int(prompt.shape[1])
         # The engine process builds the same config; building it here too turns a bad
@@ -263,7 +266,7 @@ class OpenVINORunner(Runner):
                 self._end([job], EngineError(f"this request failed the engine: {error.message}"))
             elif not resumable(job.submit.sampling):
                 self._end([job], EngineError(
-                    f"{error.message}; this request (n > 1 or structured output) cannot be "
+                    f"{error.message}; this request (n > 1 or constrained output) cannot be "
                     "resumed on a new engine"))  # fmt: skip
             elif job.strikes >= STRIKE_LIMIT:
                 self._end([job], EngineError(
@@ -357,4 +360,4 @@ class OpenVINORunner(Runner):
 def resumable(sampling: SamplingParams) -> bool:
     """Whether a request can go on from its generated tokens on a new pipeline: one choice,
     and no grammar whose state would have to be rebuilt."""
-    return sampling.n == 1 and sampling.json_schema is None
+    return sampling.n == 1 and not sampling.constrained

@@ -89,8 +89,12 @@ class OpenVINOFamily(Engine):
 
     async def validate(self, request: GenerationRequest) -> None:
         await super().validate(request)
+        check = shared_schema_check()
         if request.sampling.json_schema is not None:
-            await shared_schema_check().check(request.sampling.json_schema)
+            await check.check(request.sampling.json_schema)
+        if request.tools is not None and request.tools.calling:
+            for i, tool in enumerate(request.tools.tools):
+                await check.check(tool.parameters, param=f"tools[{i}].function.parameters")
 
 
 def open_model(

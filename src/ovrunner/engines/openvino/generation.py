@@ -7,6 +7,7 @@ context check lives here too: it needs the prompt's token count and the model's 
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from typing import Any
 
 from ovrunner.engines.base import GenerationRequest, ModelFormat, ModelRef, SamplingParams
@@ -18,6 +19,9 @@ from ovrunner.errors import (
     InvalidRequestError,
     InvalidValueError,
 )
+from ovrunner.tools.formats import ChatFormat, detect
+from ovrunner.tools.prompting import template_input
+from ovrunner.tools.spec import CallConstraint
 
 # Sampling defaults for parameters a request leaves out, as llama.cpp's server and Ollama
 # choose them: OpenAI's own default (temperature 1, no truncation) makes small local models
@@ -101,6 +105,8 @@ def generation_config(
         config.structured_output_config = genai.StructuredOutputConfig(
             json_schema=sampling.json_schema
         )
+    elif sampling.tool_calls is not None:
+        config.structured_output_config = structural_tags(genai, sampling.tool_calls)
     try:
         config.validate()
     except RuntimeError as exc:  # the binding's C++ check, on this request's values
@@ -108,24 +114,58 @@ def generation_config(
     return config
 
 
-def render_prompt(tokenizer: Any, request: GenerationRequest) -> str:
+def structural_tags(genai: Any, constraint: CallConstraint) -> Any:
+    """OpenVINO GenAI's structural tags for a tool-call constraint (xgrammar enforces them)."""
+    tags = genai.StructuredOutputConfig
+    calls = tags.TriggeredTags(
+        list(constraint.triggers),
+        [tags.Tag(t.begin, tags.JSONSchema(t.schema), t.end) for t in constraint.tags],
+        at_least_one=constraint.at_least_one,
+        stop_after_first=constraint.stop_after_first,
+    )
+    config = tags()
+    if constraint.after is not None:
+        calls = tags.Concat(tags.Tag("", tags.AnyText(), constraint.after), calls)
+    config.structural_tags_config = calls
+    return config
+
+
+def with_tool_constraint(request: GenerationRequest, chat: ChatFormat) -> SamplingParams:
+    """The request's sampling, with its tool calls constrained in the model's own format."""
+    if request.tools is None or not request.tools.calling:
+        return request.sampling
+    return replace(request.sampling, tool_calls=chat.constraint(request.tools))
+
+
+def read_chat_format(tokenizer: Any) -> ChatFormat:
+    """The model's way with tools and reasoning, from its chat template."""
+    template = str(tokenizer.chat_template or "")
+    try:
+        opening = str(tokenizer.apply_chat_template([{"role": "user", "content": "x"}],
+                                                    add_generation_prompt=True))  # fmt: skip
+    except RuntimeError:
+        opening = ""
+    return detect(template, opening)
+
+
+def render_prompt(tokenizer: Any, request: GenerationRequest, chat: ChatFormat) -> str:
     """The exact text the model sees: the chat template applied once, or the raw prompt."""
     if request.prompt is not None:
         return request.prompt
+    messages, tools = template_input(request.messages or [], request.tools, chat)
     try:
-        return str(
-            tokenizer.apply_chat_template(list(request.messages or []), add_generation_prompt=True)
-        )
+        return str(tokenizer.apply_chat_template(messages, add_generation_prompt=True,
+                                                 tools=tools))  # fmt: skip
     except RuntimeError as exc:  # the template's own refusal (raise_exception) or its failure
         raise InvalidRequestError(
             f"the model's chat template rejected these messages: {exc}", param="messages"
         ) from exc
 
 
-def encode(tokenizer: Any, request: GenerationRequest) -> Any:
+def encode(tokenizer: Any, request: GenerationRequest, chat: ChatFormat) -> Any:
     """Token ids for the request: a chat-templated prompt already holds its special tokens,
     a raw prompt gets the tokenizer's own (BOS where the model wants one)."""
-    text = render_prompt(tokenizer, request)
+    text = render_prompt(tokenizer, request, chat)
     ids = tokenizer.encode(text, add_special_tokens=request.prompt is not None).input_ids
     if ids.shape[1] == 0:  # the pipeline would fail its own `prompt_len > 0` check
         raise InvalidValueError("the prompt is empty: it has no tokens", param="prompt")

@@ -37,7 +37,13 @@ from ovrunner.engines.openvino.common import (
     openvino_status,
     require_device,
 )
-from ovrunner.engines.openvino.generation import decoder, encode, generation_config, import_genai
+from ovrunner.engines.openvino.generation import (
+    decoder,
+    encode,
+    generation_config,
+    import_genai,
+    read_chat_format,
+)
 from ovrunner.errors import (
     EngineError,
     ModelLoadFailedError,
@@ -162,6 +168,7 @@ class NpuRunner(Runner):
         self._genai = import_genai()
         self._pipeline = pipeline
         self._tokenizer = pipeline.get_tokenizer()
+        self.chat_format = read_chat_format(self._tokenizer)
         self._decode_many = decoder(self._tokenizer, model)
         self._defaults = pipeline.get_generation_config()
         self._lock = asyncio.Lock()  # the device runs one generation at a time
@@ -170,7 +177,7 @@ class NpuRunner(Runner):
         self._generating = False
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationDelta]:
-        prompt = await asyncio.to_thread(encode, self._tokenizer, request)
+        prompt = await asyncio.to_thread(encode, self._tokenizer, request, self.chat_format)
         prompt_tokens = int(prompt.shape[1])
         if prompt_tokens > self.limits.max_prompt_len:
             raise PromptTooLongError(

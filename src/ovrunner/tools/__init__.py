@@ -1,0 +1,1 @@
+"""Tool calling and reasoning output: engine-neutral, shared by every front end."""
