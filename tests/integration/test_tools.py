@@ -55,12 +55,13 @@ def ask(client: openai.OpenAI, case: int, *, named: bool, stream: bool) -> list[
     request = dict(model=MODEL, messages=[{"role": "user", "content": prompt}], tools=tools,
                    tool_choice=choice, temperature=0, max_tokens=120)  # fmt: skip
     if stream:
-        calls, content, _ = streamed_calls(client.chat.completions.create(stream=True, **request))
-        assert "<tool_call" not in content and "</tool_call" not in content
+        calls, content, finish = streamed_calls(client.chat.completions.create(stream=True, **request))
     else:
-        message = client.chat.completions.create(**request).choices[0].message
-        assert "<tool_call" not in (message.content or "")
-        calls = [(c.function.name, c.function.arguments) for c in message.tool_calls or []]
+        choice = client.chat.completions.create(**request).choices[0]
+        content, finish = choice.message.content or "", choice.finish_reason
+        calls = [(c.function.name, c.function.arguments) for c in choice.message.tool_calls or []]
+    # `required` and a named function: calls and nothing else, ended by the model.
+    assert content == "" and finish == "tool_calls", (case, content, finish)
     assert calls, f"case {case}: no call"
     for called, arguments in calls:
         if named:

@@ -229,7 +229,7 @@ def test_nothing_is_parsed_without_tools_or_reasoning() -> None:
 def test_constraints_follow_tool_choice() -> None:
     tools = (FunctionTool("a", parameters='{"type": "object"}'), FunctionTool("b"))
     required = HERMES.constraint(ToolSpec(tools, ToolChoice.REQUIRED))
-    assert required.at_least_one and not required.stop_after_first
+    assert required.calls_only and not required.stop_after_first
     assert [t.begin for t in required.tags] == [
         '<tool_call>\n{"name": "a", "arguments": ', '<tool_call>\n{"name": "b", "arguments": '
     ]
@@ -238,7 +238,7 @@ def test_constraints_follow_tool_choice() -> None:
     assert [t.begin for t in named.tags] == ['<tool_call>\n{"name": "b", "arguments": ']
     assert named.stop_after_first
     auto = HERMES.constraint(ToolSpec(tools, ToolChoice.AUTO, parallel=False))
-    assert not auto.at_least_one and auto.stop_after_first and auto.triggers == ("<tool_call>",)
+    assert not auto.calls_only and auto.stop_after_first and auto.triggers == ("<tool_call>",)
     for fmt in (HERMES, LLAMA3_JSON, MISTRAL):  # the grammar writes what the parser reads
         tag = fmt.tag(tools[0])
         _, calls = parse(fmt, [tag.begin + '{"k": 1}' + tag.end])

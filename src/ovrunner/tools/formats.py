@@ -42,14 +42,16 @@ class ToolFormat:
         return TaggedSchema(begin=begin, schema=tool.parameters, end=end)
 
     def constraint(self, spec: ToolSpec) -> CallConstraint:
-        """What the engine enforces for `spec`: with `required` a call from the first token;
-        with `auto` free text until the model opens a call, then the call in full. After a
-        call the model may write more text or calls; a named function, or
-        `parallel_tool_calls: false`, ends the answer after its one call."""
+        """What the engine enforces for `spec`: with `required` calls from the first token
+        and nothing else; with `auto` free text until the model opens a call, then the call
+        in full. A named function, or `parallel_tool_calls: false`, allows one call.
+
+        Calls back to back with no separator: given the choice between a newline and the end,
+        SmolLM2 wrote call after call; with the next call or the end, it ended (20 of 20)."""
         return CallConstraint(
             triggers=(self.layout.opener,),
             tags=tuple(self.tag(tool) for tool in spec.callable_tools()),
-            at_least_one=spec.function is not None or spec.choice is ToolChoice.REQUIRED,
+            calls_only=spec.function is not None or spec.choice is ToolChoice.REQUIRED,
             stop_after_first=spec.function is not None or not spec.parallel,
         )
 

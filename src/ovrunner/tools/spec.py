@@ -65,13 +65,13 @@ class TaggedSchema:
 
 @dataclass(frozen=True)
 class CallConstraint:
-    """Structural tags for the engine's grammar: free text until one of `triggers`, then one
-    of `tags` in full. `at_least_one` forces a call from the first token (or from `after`);
-    `stop_after_first` ends the answer after one call."""
+    """Structural tags for the engine's grammar. With `calls_only` the answer is one or more
+    of `tags`, back to back, and nothing else; otherwise free text until one of `triggers`,
+    then one of `tags` in full. `stop_after_first` ends the answer after one call."""
 
     triggers: tuple[str, ...]
     tags: tuple[TaggedSchema, ...]
-    at_least_one: bool
+    calls_only: bool
     stop_after_first: bool
     # Free text up to this marker comes first: the thinking a template has opened.
     after: str | None = None

@@ -117,15 +117,16 @@ def generation_config(
 def structural_tags(genai: Any, constraint: CallConstraint) -> Any:
     """OpenVINO GenAI's structural tags for a tool-call constraint (xgrammar enforces them)."""
     tags = genai.StructuredOutputConfig
-    calls = tags.TriggeredTags(
-        list(constraint.triggers),
-        [tags.Tag(t.begin, tags.JSONSchema(t.schema), t.end) for t in constraint.tags],
-        at_least_one=constraint.at_least_one,
-        stop_after_first=constraint.stop_after_first,
-    )
-    config = tags()
+    choices = [tags.Tag(t.begin, tags.JSONSchema(t.schema), t.end) for t in constraint.tags]
+    if constraint.calls_only:
+        calls = tags.TagsWithSeparator(choices, "", at_least_one=True,
+                                       stop_after_first=constraint.stop_after_first)  # fmt: skip
+    else:
+        calls = tags.TriggeredTags(list(constraint.triggers), choices, at_least_one=False,
+                                   stop_after_first=constraint.stop_after_first)  # fmt: skip
     if constraint.after is not None:
         calls = tags.Concat(tags.Tag("", tags.AnyText(), constraint.after), calls)
+    config = tags()
     config.structural_tags_config = calls
     return config
 
