@@ -26,6 +26,9 @@ run: $(VENV)/.run-installed
 	$(BIN)/ovrunner serve --preload $(ARGS)
 
 test: $(VENV)/.test-installed
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
 	$(BIN)/python -m pytest $(ARGS)
 
 # The peer server for the benchmark, compiled from source (about 9 minutes on 2 cores) in its

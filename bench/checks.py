@@ -3,9 +3,10 @@ without (the last commit before them, from a git worktree), side by side in one 
 and with a JSON schema repeated on every request (its compile is cached); then each check's
 own cost per request, measured in-process.
 
-    python -m bench.checks [--before REV] [--rounds 6] [--max-tokens 128]
+    python -m bench.checks [--before REV] [--rounds 6] [--max-tokens 128] [--label checks]
 
-Writes bench/results/checks.json and bench/results/checks.md.
+Writes bench/results/LABEL.json and bench/results/LABEL.md (LABEL: `checks` by default; the
+same comparison serves any change that must not cost a plain request anything).
 """
 
 from __future__ import annotations
@@ -27,8 +28,19 @@ from bench.suite import RESULTS, run_http
 from bench.throughput import MODEL, prompts
 
 BEFORE = "ac96398"  # the last commit before the checks
-SCHEMA = {"response_format": {"type": "json_schema", "json_schema": {"name": "answer", "schema": {
-    "type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}}}}
+SCHEMA = {
+    "response_format": {
+        "type": "json_schema",
+        "json_schema": {
+            "name": "answer",
+            "schema": {
+                "type": "object",
+                "properties": {"answer": {"type": "string"}},
+                "required": ["answer"],
+            },
+        },
+    }
+}
 
 
 def server_at(revision: str, store: Path) -> tuple[ServerProcess, Path]:
@@ -71,7 +83,9 @@ def check_costs(repeats: int = 2000) -> dict[str, float]:
         "surrogate_scan_us": timed(lambda: _ESCAPED_SURROGATE.search(body)),
         "host_check_us": timed(lambda: guard.allows(host_name(b"127.0.0.1:18820"))),
         "schema_check_cached_us": asyncio.run(cached()),
-        "schema_first_compile_ms_incl_probe_build": round((time.perf_counter() - started) * 1000, 1),
+        "schema_first_compile_ms_incl_probe_build": round(
+            (time.perf_counter() - started) * 1000, 1
+        ),
     }
 
 
@@ -80,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--before", default=BEFORE)
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--max-tokens", type=int, default=128)
+    parser.add_argument("--label", default="checks", help="name of the result files")
     args = parser.parse_args(argv)
     RESULTS.mkdir(parents=True, exist_ok=True)
     store = Path(tempfile.mkdtemp(prefix="ovrunner-bench-checks-"))
@@ -113,13 +128,16 @@ def main(argv: list[str] | None = None) -> int:
                               for k in ("plain", "schema")},
         "check_costs": check_costs(),
     }  # fmt: skip
-    (RESULTS / "checks.json").write_text(json.dumps(report, indent=2))
-    lines = ["| request | before tok/s | after tok/s | after / before |", "| --- | ---: | ---: | ---: |"]
+    (RESULTS / f"{args.label}.json").write_text(json.dumps(report, indent=2))
+    lines = [
+        "| request | before tok/s | after tok/s | after / before |",
+        "| --- | ---: | ---: | ---: |",
+    ]
     for kind in ("plain", "schema"):
         lines.append(f"| {kind} | {medians[f'before {kind}']} | {medians[f'after {kind}']} | "
                      f"{report['after_over_before'][kind]} |")  # fmt: skip
     lines += ["", *(f"- `{k}`: {v}" for k, v in report["check_costs"].items())]
-    (RESULTS / "checks.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / f"{args.label}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 

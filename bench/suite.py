@@ -99,7 +99,9 @@ def run_raw(raw: RawPipeline, texts: list[str], max_tokens: int) -> Level:
                 counts[i] += new
                 times[i].extend([now] * new)
     seconds = time.perf_counter() - started
-    return Level("raw", len(texts), seconds, [_stream(started, t, c) for t, c in zip(times, counts)])
+    return Level(
+        "raw", len(texts), seconds, [_stream(started, t, c) for t, c in zip(times, counts)]
+    )
 
 
 def _stream(started: float, token_times: list[float], tokens: int) -> Stream:
@@ -245,6 +247,7 @@ def prefix_cache(base_url: str, count_tokens, requests: int = 5) -> dict[str, ob
 
 def restart_times(store: Path) -> dict[str, object]:
     """Seconds to ready with --preload: a store without IR or compile cache, then again."""
+
     def start() -> float:
         started = time.perf_counter()
         server = ServerProcess(store, "--preload").wait_ready()
@@ -254,7 +257,11 @@ def restart_times(store: Path) -> dict[str, object]:
 
     cold = start()
     warm = statistics.median([start(), start()])
-    return {"cold_s": round(cold, 2), "warm_s": round(warm, 2), "warm_over_cold": round(warm / cold, 2)}
+    return {
+        "cold_s": round(cold, 2),
+        "warm_s": round(warm, 2),
+        "warm_over_cold": round(warm / cold, 2),
+    }
 
 
 # -- report ------------------------------------------------------------------------------------
@@ -264,8 +271,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--levels", type=int, nargs="+", default=[1, 4, 8, 16])
     parser.add_argument("--max-tokens", type=int, default=128)
-    parser.add_argument("--rounds", type=int, default=3,
-                        help="measurements of raw and ovrunner per level, in alternating order")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="measurements of raw and ovrunner per level, in alternating order",
+    )
     parser.add_argument("--peer-python", type=Path, default=PEER_PYTHON)
     args = parser.parse_args(argv)
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -281,9 +292,13 @@ def main(argv: list[str] | None = None) -> int:
 
     peer = None
     if args.peer_python.exists():
-        peer = PeerServer(args.peer_python, (model_dir / "model.gguf").resolve(), RESULTS / "peer.log")
+        peer = PeerServer(
+            args.peer_python, (model_dir / "model.gguf").resolve(), RESULTS / "peer.log"
+        )
     else:
-        print(f"no peer: {args.peer_python} is missing (make bench-peer builds it)", file=sys.stderr)
+        print(
+            f"no peer: {args.peer_python} is missing (make bench-peer builds it)", file=sys.stderr
+        )
     levels: list[Level] = []
     memory = {"idle_mib": resident_mib(server.process.pid)}
     try:
@@ -292,9 +307,9 @@ def main(argv: list[str] | None = None) -> int:
             run_raw(raw, texts, 4)  # warm each path at this level
             run_http("ovrunner", server.base_url, MODEL, texts, 4, count_tokens)
             for round_ in range(args.rounds):
-                pair = [lambda: run_raw(raw, texts, args.max_tokens),
-                        lambda: run_http("ovrunner", server.base_url, MODEL, texts,
-                                         args.max_tokens, count_tokens)]  # fmt: skip
+                pair = [lambda texts=texts: run_raw(raw, texts, args.max_tokens),
+                        lambda texts=texts: run_http("ovrunner", server.base_url, MODEL, texts,
+                                                     args.max_tokens, count_tokens)]  # fmt: skip
                 for measure in pair if round_ % 2 == 0 else reversed(pair):
                     levels.append(measure())
                     print(json.dumps(levels[-1].row()), flush=True)

@@ -69,7 +69,9 @@ class RawPipeline:
             max_new_tokens=max_tokens, ignore_eos=True, apply_chat_template=False
         )
         rendered = [
-            self.tokenizer.apply_chat_template([{"role": "user", "content": t}], add_generation_prompt=True)
+            self.tokenizer.apply_chat_template(
+                [{"role": "user", "content": t}], add_generation_prompt=True
+            )
             for t in texts
         ]
         started = time.perf_counter()
@@ -109,7 +111,9 @@ async def _stream_one(host: str, port: int, text: str, max_tokens: int) -> int:
 async def _http_run(base_url: str, texts: list[str], max_tokens: int) -> Sample:
     url = httpx.URL(base_url)
     started = time.perf_counter()
-    counts = await asyncio.gather(*(_stream_one(url.host, url.port or 80, t, max_tokens) for t in texts))
+    counts = await asyncio.gather(
+        *(_stream_one(url.host, url.port or 80, t, max_tokens) for t in texts)
+    )
     return Sample("http", len(texts), sum(counts), time.perf_counter() - started)
 
 
@@ -133,8 +137,10 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(_http_run(server.base_url, texts, 8))
             for round_ in range(args.rounds):
                 pair = [
-                    lambda: raw.run(texts, args.max_tokens),
-                    lambda: asyncio.run(_http_run(server.base_url, texts, args.max_tokens)),
+                    lambda texts=texts: raw.run(texts, args.max_tokens),
+                    lambda texts=texts: asyncio.run(
+                        _http_run(server.base_url, texts, args.max_tokens)
+                    ),
                 ]
                 for measure in pair if round_ % 2 == 0 else reversed(pair):
                     samples.append(measure())
@@ -144,7 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     report = summarize(samples, args.levels)
     print(markdown(report, args))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"report": report, "samples": [asdict(s) for s in samples]}, indent=2))
+    args.out.write_text(
+        json.dumps({"report": report, "samples": [asdict(s) for s in samples]}, indent=2)
+    )
     return 0
 
 

@@ -21,12 +21,18 @@ from ovrunner.engines.openvino.batching import OpenVINOEngine
 from ovrunner.engines.openvino.grammar import shared_schema_check
 from ovrunner.engines.openvino.npu import NpuLimits, OpenVINONpuEngine
 from ovrunner.engines.registry import EngineRegistry
-from ovrunner.errors import MethodNotAllowedError, NotFoundError, OvrunnerError
+from ovrunner.errors import (
+    Dialect,
+    MethodNotAllowedError,
+    NotFoundError,
+    OvrunnerError,
+    error_body,
+)
 from ovrunner.jobs import JobPresets
 from ovrunner.lifecycle import Lifecycle, parse_keep_alive
 from ovrunner.metrics import AccessLog, Metrics
 from ovrunner.openapi import openapi_json
-from ovrunner.routes import models, openai, ops, worker
+from ovrunner.routes import anthropic, models, openai, ops, worker
 from ovrunner.security import ApiKeyGuard, BodyLimit, HostGuard
 from ovrunner.settings import Settings
 from ovrunner.store import ModelStore
@@ -94,6 +100,7 @@ def create_app(settings: Settings, registry: EngineRegistry | None = None) -> St
         routes=[
             *models.routes(),
             *openai.routes(),
+            *anthropic.routes(),
             *worker.routes(),
             *ops.routes(),
             Route("/openapi.json", openapi_json, methods=["GET"]),
@@ -139,27 +146,30 @@ def busy_counters(settings: Settings) -> list[BusyCounter]:
     return counters
 
 
-def error_response(error: OvrunnerError) -> JSONResponse:
-    return JSONResponse(error.to_body(), status_code=error.status_code, headers=error.headers())
+def error_response(error: OvrunnerError, path: str = "/") -> JSONResponse:
+    """The error in the shape of the dialect the path belongs to (OpenAI's by default)."""
+    return JSONResponse(error_body(error, Dialect.of(path)), status_code=error.status_code,
+                        headers=error.headers())  # fmt: skip
 
 
 async def _ovrunner_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, OvrunnerError)
-    return error_response(exc)
+    return error_response(exc, request.url.path)
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
+    path = request.url.path
     if exc.status_code == 404:
-        return error_response(NotFoundError(f"no route for {request.method} {request.url.path}"))
+        return error_response(NotFoundError(f"no route for {request.method} {path}"), path)
     if exc.status_code == 405:
         return error_response(
-            MethodNotAllowedError(f"{request.method} is not allowed on {request.url.path}")
+            MethodNotAllowedError(f"{request.method} is not allowed on {path}"), path
         )
     error = OvrunnerError(str(exc.detail))
-    return JSONResponse(error.to_body(), status_code=exc.status_code)
+    return JSONResponse(error_body(error, Dialect.of(path)), status_code=exc.status_code)
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
-    return error_response(OvrunnerError("internal server error"))
+    return error_response(OvrunnerError("internal server error"), request.url.path)

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import logging
+import math
 import sys
 import time
 import types
@@ -74,7 +75,9 @@ def _serve(args: argparse.Namespace) -> int:
     from ovrunner.app import create_app
 
     settings = _settings(args)
-    logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s"
+    )
     if settings.uds is None:  # a socket file is reachable only through its permissions
         check_bind(settings.host, settings.resolved_api_key())
     uvicorn.run(
@@ -86,7 +89,7 @@ def _serve(args: argparse.Namespace) -> int:
         # ovrunner's own access log (method, path, status, duration) replaces uvicorn's.
         access_log=False,
         # SIGTERM: stop accepting, let in-flight requests (streams too) finish for this long.
-        timeout_graceful_shutdown=settings.shutdown_grace_s,
+        timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_s),
     )
     return 0
 

@@ -194,3 +194,39 @@ class InsufficientMemoryError(OvrunnerError):
 
 class EngineNotFoundError(NotFoundError):
     code = "engine_not_found"
+
+
+# -- the error shapes of the other dialects -----------------------------------------------------
+
+# Anthropic's error types, by status (its documented set).
+_ANTHROPIC_TYPES = {400: "invalid_request_error", 401: "authentication_error",
+                    403: "permission_error", 404: "not_found_error", 413: "request_too_large",
+                    429: "rate_limit_error", 503: "overloaded_error", 529: "overloaded_error"}  # fmt: skip
+
+
+class Dialect:
+    """Which API's error shape a route answers in, told by its path."""
+
+    OPENAI = "openai"
+    ANTHROPIC = "anthropic"
+    OLLAMA = "ollama"
+
+    @staticmethod
+    def of(path: str) -> str:
+        if path.startswith("/api/"):
+            return Dialect.OLLAMA
+        if path.startswith(("/v1/messages", "/anthropic/")):
+            return Dialect.ANTHROPIC
+        return Dialect.OPENAI
+
+
+def error_body(error: OvrunnerError, dialect: str = Dialect.OPENAI) -> dict[str, Any]:
+    """The error as the dialect's clients parse it, with the same status code everywhere."""
+    if dialect == Dialect.ANTHROPIC:
+        kind = _ANTHROPIC_TYPES.get(error.status_code, "api_error")
+        if 400 <= error.status_code < 500 and kind == "api_error":
+            kind = "invalid_request_error"
+        return {"type": "error", "error": {"type": kind, "message": error.message}}
+    if dialect == Dialect.OLLAMA:
+        return {"error": error.message}
+    return error.to_body()

@@ -233,7 +233,7 @@ class Lifecycle:
         started = time.perf_counter()
         try:
             slot.runner = await asyncio.to_thread(engine.load, slot.model, self._load_config)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - kept on the slot and raised to each waiter
             log.error("loading %s failed: %s", slot.model.id, exc)
             slot.error = exc
             if self._slots.get(slot.key) is slot:
@@ -259,9 +259,7 @@ class Lifecycle:
             self._unload(slot)
         elif slot.keep_alive > 0:
             slot.expires_at = time.time() + slot.keep_alive
-            slot._timer = asyncio.get_running_loop().call_later(
-                slot.keep_alive, self._expire, slot
-            )
+            slot._timer = asyncio.get_running_loop().call_later(slot.keep_alive, self._expire, slot)
 
     def _cancel_expiry(self, slot: RunnerSlot) -> None:
         if slot._timer is not None:

@@ -62,9 +62,7 @@ class Metrics:
 
 
 class _LiveCollector(Collector):
-    def __init__(
-        self, lifecycle: Lifecycle, counters: Callable[[], Iterable[BusyCounter]]
-    ) -> None:
+    def __init__(self, lifecycle: Lifecycle, counters: Callable[[], Iterable[BusyCounter]]) -> None:
         self._lifecycle = lifecycle
         self._counters = counters
 
@@ -87,7 +85,7 @@ class _LiveCollector(Collector):
         for counter in self._counters():
             try:
                 busy.add_metric([counter.name], counter.read_us())
-            except Exception:  # an absent device has no reading
+            except Exception:  # noqa: BLE001 - an absent device has no reading
                 continue
         return [loaded, queue, busy]
 

@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from ovrunner import __version__
+from ovrunner.protocol.anthropic import CountTokensParams, Message, MessageCreateParams, TokenCount
 from ovrunner.protocol.openai import (
     ChatCompletion,
     ChatCompletionRequest,
@@ -46,6 +47,9 @@ ROUTES: list[tuple[str, str, str, type[BaseModel] | None, type[BaseModel] | None
     ("post", "/v1/chat/completions", "Create a chat completion", ChatCompletionRequest,
      ChatCompletion),
     ("post", "/v1/completions", "Create a completion", CompletionRequest, Completion),
+    ("post", "/v1/messages", "Create a message (Anthropic)", MessageCreateParams, Message),
+    ("post", "/v1/messages/count_tokens", "Count a message's tokens (Anthropic)",
+     CountTokensParams, TokenCount),
     ("get", "/engines/{engine}/v1/models", "List the models of one engine", None, ModelList),
     ("get", "/engines/{engine}/v1/models/{model}", "Retrieve a model", None, Model),
     ("post", "/engines/{engine}/v1/chat/completions", "Chat on one engine",
@@ -98,7 +102,8 @@ def build_document() -> dict[str, Any]:
                                      "responses": {"200": ok, "default": error}}  # fmt: skip
         parameters = [
             {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-            for name in ("engine", "model") if f"{{{name}}}" in path
+            for name in ("engine", "model")
+            if f"{{{name}}}" in path
         ]
         if parameters:
             operation["parameters"] = parameters

@@ -2,7 +2,7 @@
 requests from web pages, and the body cap.
 
 The guards are plain ASGI middleware so they act before any handler reads a byte of the
-body. Their refusals are the OpenAI error object, like every other error.
+body. Their refusals are the error object of the route's dialect, like every other error.
 
 A server on loopback without a key is reachable by any page open in the user's browser. Two
 ways in, and what closes them: DNS rebinding (a hostile name that resolves to 127.0.0.1, so
@@ -23,9 +23,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ovrunner.errors import (
     AuthenticationError,
+    Dialect,
     HostNotAllowedError,
     OvrunnerError,
     RequestTooLargeError,
+    error_body,
 )
 
 # Routes that answer without a key: liveness probes must not need secrets.
@@ -50,8 +52,8 @@ def check_bind(host: str, api_key: str | None) -> None:
         )
 
 
-async def _send_error(send: Send, error: OvrunnerError) -> None:
-    body = json.dumps(error.to_body()).encode()
+async def _send_error(scope: Scope, send: Send, error: OvrunnerError) -> None:
+    body = json.dumps(error_body(error, Dialect.of(scope["path"]))).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     if isinstance(error, AuthenticationError):
         headers.append((b"www-authenticate", b'Bearer realm="ovrunner"'))
@@ -60,8 +62,9 @@ async def _send_error(send: Send, error: OvrunnerError) -> None:
 
 
 class ApiKeyGuard:
-    """Every route but `/healthz` needs `Authorization: Bearer KEY` (compared in constant
-    time). Without a configured key the guard is not installed at all."""
+    """Every route but `/healthz` needs `Authorization: Bearer KEY`, or `x-api-key: KEY` as
+    Anthropic's clients send it (compared in constant time). Without a configured key the
+    guard is not installed at all."""
 
     def __init__(self, app: ASGIApp, api_key: str) -> None:
         self.app = app
@@ -71,10 +74,13 @@ class ApiKeyGuard:
         if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
             await self.app(scope, receive, send)
             return
-        given = dict(scope["headers"]).get(b"authorization", b"")
+        headers = dict(scope["headers"])
+        given = headers.get(b"authorization", b"")
+        if b"x-api-key" in headers and not given:
+            given = b"Bearer " + headers[b"x-api-key"]
         if not hmac.compare_digest(given, self._expected):
             message = "missing API key" if not given else "invalid API key"
-            await _send_error(send, AuthenticationError(
+            await _send_error(scope, send, AuthenticationError(
                 f"{message}: send Authorization: Bearer <key>"))  # fmt: skip
             return
         await self.app(scope, receive, send)
@@ -97,7 +103,7 @@ class BodyLimit:
         )
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            await _send_error(send, too_large)
+            await _send_error(scope, send, too_large)
             return
         received = 0
 
@@ -137,7 +143,7 @@ class HostGuard:
         if scope["type"] == "http":
             header = dict(scope["headers"]).get(b"host")
             if header is not None and not self.allows(host_name(header)):
-                await _send_error(send, HostNotAllowedError(
+                await _send_error(scope, send, HostNotAllowedError(
                     f"the Host {header.decode('latin-1')[:100]!r} is not this server's: "
                     "add it to allowed_hosts, or set an API key"))  # fmt: skip
                 return

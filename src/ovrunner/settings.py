@@ -48,8 +48,10 @@ class Settings(BaseSettings):
         64, ge=1, description="Requests admitted per runner (running plus waiting)."
     )
     crash_limit: int = Field(
-        3, ge=1, description="Engine failures within `crash_window_s` after which a runner "
-        "stops restarting its engine (503 until unloaded)."
+        3,
+        ge=1,
+        description="Engine failures within `crash_window_s` after which a runner "
+        "stops restarting its engine (503 until unloaded).",
     )
     crash_window_s: float = Field(
         60, gt=0, description="The window in which `crash_limit` failures stop the restarts."
@@ -153,7 +155,9 @@ def load_settings(config_file: Path | None = None, **flags: Any) -> Settings:
     if path is None:
         return Settings(**given)
 
+    toml_file = Path(path)
+
     class FileSettings(Settings):
-        model_config = SettingsConfigDict(toml_file=Path(path))
+        model_config = SettingsConfigDict(toml_file=toml_file)
 
     return FileSettings(**given)

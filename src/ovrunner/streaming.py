@@ -1,8 +1,9 @@
-"""Server-sent events: the only module that frames SSE and writes `[DONE]`.
+"""Streamed answers: the only module that frames SSE (and writes `[DONE]`) and NDJSON.
 
 A failure after the stream has begun cannot change the status code any more, so it travels
-as one `data:` event holding the OpenAI error object, followed by `[DONE]`; the `openai` SDK
-raises on such an event.
+in the stream, in the dialect's shape: for OpenAI one `data:` event holding the error object,
+followed by `[DONE]` (the `openai` SDK raises on such an event); for Anthropic an `error`
+event; for Ollama a last line `{"error": ...}`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pydantic import BaseModel
 from sse_starlette import EventSourceResponse
 from starlette.types import Receive, Scope, Send
 
-from ovrunner.errors import EngineError, OvrunnerError
+from ovrunner.errors import Dialect, EngineError, OvrunnerError, error_body
 
 log = logging.getLogger(__name__)
 
@@ -25,22 +26,47 @@ DONE = "[DONE]"
 PING_SECONDS = 15
 
 
-async def _events(chunks: AsyncIterator[BaseModel | str]) -> AsyncIterator[dict[str, str]]:
+Chunk = BaseModel | str
+
+
+def _json(chunk: Chunk) -> str:
+    return chunk if isinstance(chunk, str) else chunk.model_dump_json()
+
+
+async def _failure(chunks: AsyncIterator[Chunk]) -> AsyncIterator[Chunk | OvrunnerError]:
+    """The chunks, then the error that ended them early, if any."""
     try:
         async for chunk in chunks:
-            yield {"data": chunk if isinstance(chunk, str) else chunk.model_dump_json()}
+            yield chunk
     except OvrunnerError as exc:
-        yield {"data": json.dumps(exc.to_body())}
+        yield exc
     except Exception:
         log.exception("stream failed")
-        yield {"data": json.dumps(EngineError("internal error while streaming").to_body())}
-    yield {"data": DONE}
+        yield EngineError("internal error while streaming")
+
+
+async def _events(chunks: AsyncIterator[Chunk], dialect: str) -> AsyncIterator[dict[str, str]]:
+    async for item in _failure(chunks):
+        if isinstance(item, OvrunnerError):
+            body = json.dumps(error_body(item, dialect))
+            yield (
+                {"event": "error", "data": body} if dialect == Dialect.ANTHROPIC else {"data": body}
+            )
+        elif dialect == Dialect.ANTHROPIC:  # every event is named by its own `type`
+            data = _json(item)
+            name = getattr(item, "type", None) or json.loads(data)["type"]
+            yield {"event": name, "data": data}
+        else:
+            yield {"data": _json(item)}
+    if dialect == Dialect.OPENAI:
+        yield {"data": DONE}
 
 
 def sse_response(
-    chunks: AsyncIterator[BaseModel | str],
+    chunks: AsyncIterator[Chunk],
     shutdown_grace_s: float = 0,
     on_close: Callable[[], Awaitable[None]] | None = None,
+    dialect: str = Dialect.OPENAI,
 ) -> EventSourceResponse:
     """Stream `chunks` (wire models, or their JSON already rendered) as SSE events.
 
@@ -50,7 +76,7 @@ def sse_response(
     before the first event, a send that failed, the server cancelling the request).
     """
     return _OwnedEventSource(
-        _events(chunks),
+        _events(chunks, dialect),
         ping=PING_SECONDS,
         sep="\n",
         shutdown_grace_period=shutdown_grace_s * 0.9,

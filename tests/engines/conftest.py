@@ -21,7 +21,9 @@ def load_private_runner(tiny_model: ModelRef, directory: Path) -> OpenVINORunner
 
 
 @pytest.fixture(scope="module")
-def tiny_runner(tiny_model: ModelRef, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpenVINORunner]:
+def tiny_runner(
+    tiny_model: ModelRef, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OpenVINORunner]:
     runner = load_private_runner(tiny_model, tmp_path_factory.mktemp("runner"))
     yield runner
     runner.close()

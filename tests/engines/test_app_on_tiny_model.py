@@ -24,7 +24,10 @@ def make_client(tmp_path: Path, tiny_gguf: Path, **settings: object) -> TestClie
     if TINY not in store.list_ids():
         store.add(tiny_gguf, TINY, engine="openvino", source="test",
                   context_window=lambda ref: model_files.describe(ref).context_window)  # fmt: skip
-    return TestClient(create_app(Settings(store_dir=tmp_path, model=TINY, **settings)), base_url="http://localhost")
+    return TestClient(
+        create_app(Settings(store_dir=tmp_path, model=TINY, **settings)),
+        base_url="http://localhost",
+    )
 
 
 @pytest.fixture(scope="module")

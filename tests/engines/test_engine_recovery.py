@@ -116,8 +116,11 @@ def test_a_request_that_fails_the_step_gets_the_error_and_the_others_go_on(
     async def scenario() -> tuple[list[GenerationDelta], BaseException]:
         started = asyncio.Event()
         long = asyncio.ensure_future(
-            stream(runner, GenerationRequest(prompt="the quick", sampling=LONG),
-                   lambda d: started.set())  # fmt: skip
+            stream(
+                runner,
+                GenerationRequest(prompt="the quick", sampling=LONG),
+                lambda d: started.set(),
+            )  # fmt: skip
         )
         await started.wait()
         with pytest.raises(EngineError) as caught:

@@ -30,7 +30,9 @@ GREEDY = SamplingParams(max_tokens=16, temperature=0)
 
 
 @pytest.fixture(scope="module")
-def npu_runner(tiny_model: ModelRef, tmp_path_factory: pytest.TempPathFactory) -> Iterator[NpuRunner]:
+def npu_runner(
+    tiny_model: ModelRef, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[NpuRunner]:
     directory: Path = tmp_path_factory.mktemp("npu")
     copy = directory / tiny_model.path.name
     copy.write_bytes(tiny_model.path.read_bytes())
@@ -48,7 +50,9 @@ async def collect(runner: NpuRunner, request: GenerationRequest) -> list:  # typ
 
 
 def test_generates_with_counts_and_finish_reason(npu_runner: NpuRunner) -> None:
-    deltas = asyncio.run(collect(npu_runner, GenerationRequest(prompt="the quick brown", sampling=GREEDY)))
+    deltas = asyncio.run(
+        collect(npu_runner, GenerationRequest(prompt="the quick brown", sampling=GREEDY))
+    )
     last = deltas[-1]
     assert "".join(d.text for d in deltas)
     assert last.finish_reason in (FinishReason.STOP, FinishReason.LENGTH)
@@ -107,7 +111,9 @@ def test_closing_the_stream_frees_the_device(npu_runner: NpuRunner) -> None:
         await collect(npu_runner, GenerationRequest(prompt="go", sampling=long))
         whole = loop.time() - started
         started = loop.time()
-        async with aclosing(npu_runner.generate(GenerationRequest(prompt="go", sampling=long))) as deltas:
+        async with aclosing(
+            npu_runner.generate(GenerationRequest(prompt="go", sampling=long))
+        ) as deltas:
             async for _ in deltas:
                 break
         closed = loop.time() - started  # aclose returns once the pipeline has stopped

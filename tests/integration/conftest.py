@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import re
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,6 +8,7 @@ from pathlib import Path
 import openai
 import pytest
 
+from tests.support.cli import run_cli
 from tests.support.server import ServerProcess
 
 MODEL = "smollm2-135m"
@@ -23,11 +23,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
 
 
 @pytest.fixture(scope="session")
-def tiny_server(tmp_path_factory: pytest.TempPathFactory, tiny_gguf: Path) -> Iterator[ServerProcess]:
+def tiny_server(
+    tmp_path_factory: pytest.TempPathFactory, tiny_gguf: Path
+) -> Iterator[ServerProcess]:
     """A server on the tiny test model, imported with the CLI: fast enough to soak and fuzz."""
     store = tmp_path_factory.mktemp("tiny-store")
-    subprocess.run([sys.executable, "-m", "ovrunner.cli", "models", "import", str(tiny_gguf),
-                    "--name", "tiny", "--store-dir", str(store)], check=True)  # fmt: skip
+    run_cli("models", "import", str(tiny_gguf), "--name", "tiny", "--store-dir", str(store),
+            check=True)  # fmt: skip
     process = ServerProcess(store, "--model", "tiny", "--preload").wait_ready()
     yield process
     process.stop()

@@ -28,6 +28,7 @@ import openai
 import pytest
 
 from tests.integration.conftest import MODEL
+from tests.support.cli import run_cli
 from tests.support.server import ServerProcess
 
 # SmolLM2-135M-Instruct's chat template, rendered, with the assistant's answer begun.
@@ -101,8 +102,13 @@ def sdk(server: ServerProcess) -> openai.AsyncOpenAI:
 # -- bad requests beside a long stream --------------------------------------------------------
 
 CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
-BAD_SCHEMAS = [{"type": "nope"}, {"$ref": "#/$defs/none"}, {"type": "integer", "minimum": "x"},
-               {"type": "object", "properties": {"a": {"type": ["string", 5]}}}, "not a schema"]
+BAD_SCHEMAS = [
+    {"type": "nope"},
+    {"$ref": "#/$defs/none"},
+    {"type": "integer", "minimum": "x"},
+    {"type": "object", "properties": {"a": {"type": ["string", 5]}}},
+    "not a schema",
+]
 WEIRD_VALUES = [2**64, -(2**64), 10**400, 1e308, -1e308, "\ud800", "a\udfff", "", None, True,
                 [], {}, [[[]]], "x" * 5000, 0.5, -1]  # fmt: skip
 FIELDS = ["model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p",
@@ -177,8 +183,13 @@ def test_bad_requests_beside_a_long_stream_are_400s_and_hurt_nothing(
     assert sum(status == 400 for status, _ in answers) > len(requests) / 2
     assert runner(isolated)["stats"]["engine_pid"] == pid  # no request reached a failure
     assert runner(isolated)["in_use"] == 0
-    print(f"{len(requests)} bad requests: " + ", ".join(
-        f"{code}: {sum(s == code for s, _ in answers)}" for code in sorted({s for s, _ in answers})))
+    print(
+        f"{len(requests)} bad requests: "
+        + ", ".join(
+            f"{code}: {sum(s == code for s, _ in answers)}"
+            for code in sorted({s for s, _ in answers})
+        )
+    )
 
 
 def test_a_client_gone_before_the_first_byte_leaves_no_lease(isolated: ServerProcess) -> None:
@@ -252,7 +263,9 @@ def test_an_idle_engine_killed_is_restarted_for_the_next_request(isolated: Serve
     stream = asyncio.run(CountingStream(sdk(isolated), max_tokens=30).run())
     stream.assert_whole()
     after = runner(isolated)["stats"]
-    assert after["restarts"] == before["restarts"] + 1 and after["engine_pid"] != before["engine_pid"]
+    assert (
+        after["restarts"] == before["restarts"] + 1 and after["engine_pid"] != before["engine_pid"]
+    )
 
 
 def test_a_stream_that_cannot_be_resumed_ends_with_an_error_event(isolated: ServerProcess) -> None:
@@ -269,8 +282,7 @@ def test_a_stream_that_cannot_be_resumed_ends_with_an_error_event(isolated: Serv
         with httpx.stream("POST", f"{isolated.base_url}/v1/chat/completions", json=body,
                           timeout=120) as response:  # fmt: skip
             statuses.append(response.status_code)
-            lines.extend(line for line in response.iter_lines() if line.startswith("data: ")
-                         or line.startswith("{"))  # fmt: skip
+            lines.extend(line for line in response.iter_lines() if line.startswith(("data: ", "{")))  # fmt: skip
 
     steps = runner(isolated)["stats"]["steps"]
     thread = threading.Thread(target=read)
@@ -293,12 +305,9 @@ def test_a_stream_that_cannot_be_resumed_ends_with_an_error_event(isolated: Serv
 
 
 def test_a_crash_loop_is_a_503_until_unloaded(tiny_gguf: object, tmp_path_factory) -> None:  # type: ignore[no-untyped-def]
-    import subprocess
-    import sys
-
     store = tmp_path_factory.mktemp("crash-store")
-    subprocess.run([sys.executable, "-m", "ovrunner.cli", "models", "import", str(tiny_gguf),
-                    "--name", "tiny", "--store-dir", str(store)], check=True)  # fmt: skip
+    run_cli("models", "import", str(tiny_gguf), "--name", "tiny", "--store-dir", str(store),
+            check=True)  # fmt: skip
     server = ServerProcess(store, "--model", "tiny", "--preload").wait_ready()
     try:
         client = openai.OpenAI(base_url=f"{server.base_url}/v1", api_key="x", max_retries=0)

@@ -51,7 +51,10 @@ def test_completion_token_limit(client: openai.OpenAI) -> None:
 
 def test_min_tokens_and_ignore_eos_hold_back_the_end(client: openai.OpenAI) -> None:
     short = client.chat.completions.create(
-        model=MODEL, messages=[{"role": "user", "content": "Say yes."}], max_tokens=60, temperature=0
+        model=MODEL,
+        messages=[{"role": "user", "content": "Say yes."}],
+        max_tokens=60,
+        temperature=0,
     )
     assert short.choices[0].finish_reason == "stop"
     assert short.usage is not None and short.usage.completion_tokens < 40
@@ -140,7 +143,9 @@ def test_stop_ends_the_answer_before_the_stop_string(
     if stream:
         chunks = list(client.chat.completions.create(stream=True, **params))
         text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-        finish = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+        finish = [
+            c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason
+        ]
     else:
         completion = client.chat.completions.create(**params)
         text = completion.choices[0].message.content or ""
@@ -273,10 +278,14 @@ def test_completion_logprobs_zero(client: openai.OpenAI) -> None:
     ("call", "param"),
     [("chat", "top_logprobs"), ("completion", "logprobs")],
 )
-def test_alternatives_are_a_400_naming_the_param(client: openai.OpenAI, call: str, param: str) -> None:
+def test_alternatives_are_a_400_naming_the_param(
+    client: openai.OpenAI, call: str, param: str
+) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
         if call == "chat":
-            client.chat.completions.create(model=MODEL, messages=FRUITS, logprobs=True, top_logprobs=2)
+            client.chat.completions.create(
+                model=MODEL, messages=FRUITS, logprobs=True, top_logprobs=2
+            )
         else:
             client.completions.create(model=MODEL, prompt="Hi", logprobs=2)
     assert caught.value.code == "unsupported_parameter"
@@ -311,7 +320,9 @@ def test_developer_is_the_system_role(client: openai.OpenAI) -> None:
 
 
 def test_user_and_unknown_fields_are_accepted(client: openai.OpenAI) -> None:
-    text = greedy(client, user="someone", extra_body={"no_such_field": {"x": [1]}, "logit_bias": {}})
+    text = greedy(
+        client, user="someone", extra_body={"no_such_field": {"x": [1]}, "logit_bias": {}}
+    )
     assert text == greedy(client)
 
 

@@ -176,7 +176,9 @@ def test_serving_on_a_unix_socket(tiny_server: ServerProcess, tmp_path: Path) ->
         while not socket_path.exists() and time.monotonic() < deadline:
             time.sleep(0.1)
         assert client.get("/healthz").json()["bind"] == f"unix:{socket_path}"
-        answer = client.post("/v1/completions", json={"model": "tiny", "prompt": "a", "max_tokens": 3})
+        answer = client.post(
+            "/v1/completions", json={"model": "tiny", "prompt": "a", "max_tokens": 3}
+        )
         assert answer.json()["usage"]["completion_tokens"] == 3
     finally:
         process.terminate()

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 import openai
 import pytest
 
 from tests.integration.conftest import MODEL
+from tests.support.cli import run_cli
 from tests.support.server import ServerProcess
 
 CAPITAL = [{"role": "user", "content": "What is the capital of France?"}]
@@ -45,11 +48,15 @@ def test_streamed_chat_completion(client: openai.OpenAI) -> None:
     assert chunks[0].choices[0].delta.role == "assistant"
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert "Paris" in text
-    finish = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    finish = [
+        c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason
+    ]
     assert finish in (["stop"], ["length"])
     assert chunks[-1].choices == [] and chunks[-1].usage is not None
     # Streamed and plain give the same greedy text.
-    plain = client.chat.completions.create(model=MODEL, messages=CAPITAL, max_tokens=32, temperature=0)
+    plain = client.chat.completions.create(
+        model=MODEL, messages=CAPITAL, max_tokens=32, temperature=0
+    )
     assert plain.choices[0].message.content == text
 
 
@@ -116,7 +123,9 @@ def test_streamed_completion(client: openai.OpenAI) -> None:
         model=MODEL, prompt="Once upon a time", max_tokens=12, temperature=0, stream=True,
         stream_options={"include_usage": True}))  # fmt: skip
     text = "".join(c.choices[0].text for c in chunks if c.choices)
-    plain = client.completions.create(model=MODEL, prompt="Once upon a time", max_tokens=12, temperature=0)
+    plain = client.completions.create(
+        model=MODEL, prompt="Once upon a time", max_tokens=12, temperature=0
+    )
     assert text == plain.choices[0].text
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 12
 
@@ -124,14 +133,18 @@ def test_streamed_completion(client: openai.OpenAI) -> None:
 def test_status_and_ps_commands(server: ServerProcess) -> None:
     import json
     import subprocess
-    import sys
 
     def ovrunner(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "ovrunner.cli", *args, "--url", server.base_url],
-                              capture_output=True, text=True, timeout=60)  # fmt: skip
+        return run_cli(*args, "--url", server.base_url, timeout=60)
 
     status = ovrunner("status")
     assert status.returncode == 0 and "openvino" in status.stdout and "running" in status.stdout
     runners = json.loads(ovrunner("ps", "--json").stdout)
     assert [(r["model"], r["state"]) for r in runners] == [(MODEL, "ready")]
     assert "smollm2-135m" in ovrunner("ps").stdout
+
+
+def test_serve_refuses_a_public_bind_without_a_key(tmp_path: Path) -> None:
+    done = run_cli("serve", "--host", "0.0.0.0", "--port", "0", "--store-dir", str(tmp_path),
+                   timeout=60)  # fmt: skip
+    assert done.returncode != 0 and "API key" in done.stderr

@@ -55,7 +55,9 @@ def ask(client: openai.OpenAI, case: int, *, named: bool, stream: bool) -> list[
     request = dict(model=MODEL, messages=[{"role": "user", "content": prompt}], tools=tools,
                    tool_choice=choice, temperature=0, max_tokens=120)  # fmt: skip
     if stream:
-        calls, content, finish = streamed_calls(client.chat.completions.create(stream=True, **request))
+        calls, content, finish = streamed_calls(
+            client.chat.completions.create(stream=True, **request)
+        )
     else:
         choice = client.chat.completions.create(**request).choices[0]
         content, finish = choice.message.content or "", choice.finish_reason

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import httpx
 import jsonschema
@@ -12,6 +10,7 @@ import pytest
 
 from ovrunner.jobs import JobPresets
 from tests.integration.conftest import MODEL
+from tests.support.cli import run_cli
 from tests.support.server import ServerProcess
 
 ALERT = "Disk /dev/sda1 is 97% full on host db-2; writes will fail within the hour."
@@ -27,7 +26,10 @@ def assert_worker_response(body: dict, job: str) -> None:
     assert body["model"] == MODEL and body["device"] == "CPU" and body["job"] == job
     assert body["busy_counter"] == "process_cpu_time_us"
     assert body["busy_delta_us"] == body["busy_after_us"] - body["busy_before_us"] > 0
-    assert body["timing_ms"]["generate"] > 0 and body["timing_ms"]["total"] >= body["timing_ms"]["generate"]
+    assert (
+        body["timing_ms"]["generate"] > 0
+        and body["timing_ms"]["total"] >= body["timing_ms"]["generate"]
+    )
     assert body["cache_dir"]
 
 
@@ -87,9 +89,7 @@ def test_healthz_has_the_worker_fields(server: ServerProcess) -> None:
     assert health["model_path"] and health["cache_dir"] and health["cache_exists"] is True
 
 
-def ovrunner(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "ovrunner.cli", *args],
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+ovrunner = run_cli
 
 
 def test_job_cli_against_a_server(server: ServerProcess) -> None:
@@ -118,7 +118,11 @@ def test_a_counter_nobody_updates_fails_the_job(server: ServerProcess, tmp_path)
                     "--busy-counter", "npu", "--npu-busy-path", str(frozen))  # fmt: skip
     assert done.returncode == 1
     body = json.loads(done.stdout)
-    assert body["text"] and body["npu_busy_delta_us"] == 0 and body["busy_counter"] == "npu_busy_time_us"
+    assert (
+        body["text"]
+        and body["npu_busy_delta_us"] == 0
+        and body["busy_counter"] == "npu_busy_time_us"
+    )
     assert body["error"]["code"] == "busy_counter_not_moved"
 
 
@@ -155,7 +159,8 @@ SYNTHETIC_CHATS = [
 
 @pytest.mark.parametrize(
     ("job", "text"),
-    [("notification", t) for t in SYNTHETIC_ALERTS] + [("memory_candidate", t) for t in SYNTHETIC_CHATS],
+    [("notification", t) for t in SYNTHETIC_ALERTS]
+    + [("memory_candidate", t) for t in SYNTHETIC_CHATS],
 )
 def test_json_jobs_always_validate(server: ServerProcess, job: str, text: str) -> None:
     response = post(server, "/exp/v1/worker/generate", {"job": job, "input": text})

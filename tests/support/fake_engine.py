@@ -4,7 +4,7 @@ made to. Every other test uses the real OpenVINO pipeline."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from ovrunner.engines.base import (
@@ -32,7 +32,7 @@ class FakeRunner(Runner):
         self.model_id = model_id
         self.active = 0
 
-    async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationDelta]:
+    async def generate(self, request: GenerationRequest) -> AsyncGenerator[GenerationDelta, None]:
         text = request.prompt or str(request.messages)
         self.active += 1
         try:

@@ -81,7 +81,9 @@ class HubStandIn:
                     self.send_header("X-Error-Code", "RepoNotFound")
                     self.end_headers()
                     return None
-                return [p.relative_to(root).as_posix() for p in sorted(root.rglob("*")) if p.is_file()]
+                return [
+                    p.relative_to(root).as_posix() for p in sorted(root.rglob("*")) if p.is_file()
+                ]
 
             def _json(self, value: object) -> None:
                 payload = json.dumps(value).encode()

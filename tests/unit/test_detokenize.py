@@ -41,8 +41,10 @@ def test_batch_matches_one_stream_at_a_time() -> None:
     joined = ["", "", ""]
     for step in range(4):
         texts = decode_batch(
-            [(d, ids[step : step + 1] if step < 3 else ids[step:], step == 3)
-             for d, ids in zip(batched, streams)],  # fmt: skip
+            [
+                (d, ids[step : step + 1] if step < 3 else ids[step:], step == 3)
+                for d, ids in zip(batched, streams)
+            ],  # fmt: skip
             decode_many,
         )
         joined = [j + t for j, t in zip(joined, texts)]

@@ -31,6 +31,7 @@ def test_a_failing_stream_ends_with_the_error_and_done_and_others_finish(
     async def scenario() -> list[httpx.Response]:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
+
             def chat(text: str):  # type: ignore[no-untyped-def]
                 return client.post("/v1/chat/completions", json={
                     "model": "fake", "stream": True,
@@ -66,6 +67,7 @@ def test_the_sdk_sees_each_failure_as_its_exception(tmp_path: Path, tiny_gguf: P
     settings = Settings(store_dir=tmp_path, api_key="k", max_body_bytes=2048)  # type: ignore[arg-type]
     app = create_app(settings, EngineRegistry([OpenVINOEngine(), FakeEngine()]))
     with TestClient(app, base_url="http://localhost") as http:
+
         def sdk(key: str = "k") -> openai.OpenAI:
             return openai.OpenAI(base_url="http://localhost/v1", api_key=key,
                                  http_client=http, max_retries=0)  # fmt: skip

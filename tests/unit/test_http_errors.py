@@ -11,14 +11,16 @@ from starlette.testclient import TestClient
 from ovrunner.app import create_app
 from ovrunner.errors import InvalidValueError
 from ovrunner.settings import Settings
+from ovrunner.store import ModelStore, validate_model_id
 
 JSON = {"Content-Type": "application/json"}
-from ovrunner.store import ModelStore, validate_model_id
 
 
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[TestClient]:
-    with TestClient(create_app(Settings(store_dir=tmp_path)), base_url="http://localhost") as client:
+    with TestClient(
+        create_app(Settings(store_dir=tmp_path)), base_url="http://localhost"
+    ) as client:
         yield client
 
 
@@ -34,7 +36,9 @@ def error_of(response) -> dict:  # type: ignore[no-untyped-def]
     [("GET", "/nowhere", 404, "not_found"), ("DELETE", "/healthz", 405, "method_not_allowed"),
      ("GET", "/v1/chat/completions", 405, "method_not_allowed")],
 )  # fmt: skip
-def test_unknown_routes_and_methods(client: TestClient, method: str, path: str, status: int, code: str) -> None:
+def test_unknown_routes_and_methods(
+    client: TestClient, method: str, path: str, status: int, code: str
+) -> None:
     response = client.request(method, path)
     assert response.status_code == status
     assert error_of(response)["code"] == code
@@ -50,7 +54,9 @@ def test_unknown_routes_and_methods(client: TestClient, method: str, path: str, 
      ({"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 0}, "max_tokens"),
      ({"model": "m", "messages": [{"role": "user", "content": "hi"}], "stop": 5}, "stop")],
 )  # fmt: skip
-def test_invalid_fields_are_400_naming_the_param(client: TestClient, body: dict, param: str) -> None:
+def test_invalid_fields_are_400_naming_the_param(
+    client: TestClient, body: dict, param: str
+) -> None:
     response = client.post("/v1/chat/completions", json=body)
     assert response.status_code == 400
     error = error_of(response)

@@ -42,7 +42,9 @@ def test_pull_resumes_a_cut_download_and_fetches_only_what_the_engine_needs(
     files = sorted(p.name for p in model.path.iterdir())
     assert files == ["config.json", "openvino_model.bin", "openvino_model.xml",
                      "openvino_tokenizer.xml"]  # fmt: skip
-    assert (model.path / "openvino_model.bin").read_bytes() == (repo / "openvino_model.bin").read_bytes()
+    assert (model.path / "openvino_model.bin").read_bytes() == (
+        repo / "openvino_model.bin"
+    ).read_bytes()
     assert store.summary("acme/tiny-ov", context)["context_window"] == 4096
     assert store.manifest("acme/tiny-ov").source == "hf:acme/tiny-ov"
     assert list(store.models_dir.glob(".pull-*")) == []  # no staging directory is left

@@ -78,7 +78,7 @@ def test_bounds_accept_the_edges(presets: JobPresets) -> None:
 
 def test_titles_are_one_line_of_eight_words(presets: JobPresets) -> None:
     title = presets.get("title")
-    assert shape_text(title, '\n"Title: A very long title with far more than eight words in it"\nmore') == (
-        "A very long title with far more than"
-    )
+    assert shape_text(
+        title, '\n"Title: A very long title with far more than eight words in it"\nmore'
+    ) == ("A very long title with far more than")
     assert shape_text(presets.get("summary"), "  line one\nline two ") == "line one\nline two"

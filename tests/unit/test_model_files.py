@@ -29,7 +29,9 @@ def test_named_arrays_are_read(tiny_gguf: Path) -> None:
 
 
 def test_describe_ir_reads_config_json(tmp_path: Path) -> None:
-    (tmp_path / "config.json").write_text('{"max_position_embeddings": 4096, "model_type": "qwen2"}')
+    (tmp_path / "config.json").write_text(
+        '{"max_position_embeddings": 4096, "model_type": "qwen2"}'
+    )
     info = describe(ModelRef("q", tmp_path, ModelFormat.OPENVINO_IR, "openvino"))
     assert (info.context_window, info.architecture) == (4096, "qwen2")
 

@@ -10,7 +10,11 @@ from ovrunner.settings import DEFAULT_PORT, load_settings
 def test_defaults_bind_loopback_on_the_default_port(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OVRUNNER_CONFIG", raising=False)
     settings = load_settings()
-    assert (settings.host, settings.port, settings.model) == ("127.0.0.1", DEFAULT_PORT, "smollm2-135m")
+    assert (settings.host, settings.port, settings.model) == (
+        "127.0.0.1",
+        DEFAULT_PORT,
+        "smollm2-135m",
+    )
 
 
 def test_flags_beat_environment_beat_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

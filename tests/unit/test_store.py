@@ -81,10 +81,15 @@ def test_a_damaged_entry_is_reported_not_fatal(tmp_path: Path, tiny_gguf: Path) 
 
     store = ModelStore(tmp_path)
     store.add(tiny_gguf, "good", engine="openvino", source="t", context_window=_context)
-    damaged = store.add(tiny_gguf, "damaged", engine="openvino", source="t", context_window=_context)
+    damaged = store.add(
+        tiny_gguf, "damaged", engine="openvino", source="t", context_window=_context
+    )
     (damaged.path.parent / "manifest.json").write_text("{not json")
     # Start-up preloads the damaged model: the server still comes up and serves the rest.
-    with TestClient(create_app(Settings(store_dir=tmp_path, model="damaged", preload=True)), base_url="http://localhost") as client:
+    with TestClient(
+        create_app(Settings(store_dir=tmp_path, model="damaged", preload=True)),
+        base_url="http://localhost",
+    ) as client:
         ids = [m["id"] for m in client.get("/v1/models").json()["data"]]
         assert "good" in ids and "damaged" not in ids
         answer = client.post("/v1/completions", json={"model": "damaged", "prompt": "a"})

@@ -23,24 +23,64 @@ from ovrunner.tools.spec import FunctionTool, ToolChoice, ToolSpec
 RECORDED: list[tuple[ToolFormat, list[str], str, list[tuple[str, dict]]]] = [
     (  # SmolLM2-135M under the hermes grammar, token by token as it streamed
         HERMES,
-        ["<", "tool", "_", "call", ">\n", '{"', "name", '":', ' "', "get", "_", "weather", '",',
-         ' "', "arguments", '":', ' {"', "city", '":', ' "', "Paris", '"}', "}\n", "</", "tool",
-         "_", "call", ">", "\n", "The", " weather", " in", " Paris", "."],
+        [
+            "<",
+            "tool",
+            "_",
+            "call",
+            ">\n",
+            '{"',
+            "name",
+            '":',
+            ' "',
+            "get",
+            "_",
+            "weather",
+            '",',
+            ' "',
+            "arguments",
+            '":',
+            ' {"',
+            "city",
+            '":',
+            ' "',
+            "Paris",
+            '"}',
+            "}\n",
+            "</",
+            "tool",
+            "_",
+            "call",
+            ">",
+            "\n",
+            "The",
+            " weather",
+            " in",
+            " Paris",
+            ".",
+        ],
         "The weather in Paris.",
         [("get_weather", {"city": "Paris"})],
     ),
     (  # Qwen 2.5: text, then two parallel calls
         HERMES,
-        ["Let me check both.", "\n<tool_call>", '\n{"name": "get_weather", "arguments": ',
-         '{"city": "Paris", "unit": "celsius"}}\n', "</tool_call>\n<tool_call>\n",
-         '{"name": "get_weather", "arguments": {"city": "Tokyo"}}\n</tool_call>'],
+        [
+            "Let me check both.",
+            "\n<tool_call>",
+            '\n{"name": "get_weather", "arguments": ',
+            '{"city": "Paris", "unit": "celsius"}}\n',
+            "</tool_call>\n<tool_call>\n",
+            '{"name": "get_weather", "arguments": {"city": "Tokyo"}}\n</tool_call>',
+        ],
         "Let me check both.",
         [("get_weather", {"city": "Paris", "unit": "celsius"}), ("get_weather", {"city": "Tokyo"})],
     ),
     (  # arguments before the name, nested values with braces and escapes in strings
         HERMES,
-        ['<tool_call>{"arguments": {"q": "a } b \\" {", "n": [1, {"x": null}]}, ',
-         '"name": "search"}</tool_call>'],
+        [
+            '<tool_call>{"arguments": {"q": "a } b \\" {", "n": [1, {"x": null}]}, ',
+            '"name": "search"}</tool_call>',
+        ],
         "",
         [("search", {"q": 'a } b " {', "n": [1, {"x": None}]})],
     ),
@@ -70,8 +110,11 @@ RECORDED: list[tuple[ToolFormat, list[str], str, list[tuple[str, dict]]]] = [
     ),
     (  # Mistral: the marker and an array of calls
         MISTRAL,
-        ["[TOOL_CALLS]", ' [{"name": "a", "arguments": {"x": 1}}, ',
-         '{"name": "b", "arguments": {"y": "z"}}]'],
+        [
+            "[TOOL_CALLS]",
+            ' [{"name": "a", "arguments": {"x": 1}}, ',
+            '{"name": "b", "arguments": {"y": "z"}}]',
+        ],
         "",
         [("a", {"x": 1}), ("b", {"y": "z"})],
     ),
@@ -207,14 +250,14 @@ def test_output_parser_turns_a_call_into_finish_reason_tool_calls() -> None:
     spec = ToolSpec((FunctionTool("f"),), ToolChoice.REQUIRED)
     parser = OutputParser.for_request(ChatFormat(), spec, separate_reasoning=True)
     assert parser is not None
-    first = parser.parse(GenerationDelta(0, "<tool_call>{\"name\": \"f\", ", 5, 3))
+    first = parser.parse(GenerationDelta(0, '<tool_call>{"name": "f", ', 5, 3))
     last = parser.parse(GenerationDelta(0, '"arguments": {}}</tool_call>', 5, 9,
                                         FinishReason.STOP))  # fmt: skip
     assert first.text == last.text == ""
     assert first.tool_calls[0].name == "f"
     assert "".join(c.arguments for c in first.tool_calls + last.tool_calls) == "{}"
     assert last.finish_reason is FinishReason.TOOL_CALLS
-    cut = parser.parse(GenerationDelta(1, "<tool_call>{\"name\": \"f\"", 5, 9, FinishReason.LENGTH))
+    cut = parser.parse(GenerationDelta(1, '<tool_call>{"name": "f"', 5, 9, FinishReason.LENGTH))
     assert cut.finish_reason is FinishReason.LENGTH
 
 
@@ -231,7 +274,8 @@ def test_constraints_follow_tool_choice() -> None:
     required = HERMES.constraint(ToolSpec(tools, ToolChoice.REQUIRED))
     assert required.calls_only and not required.stop_after_first
     assert [t.begin for t in required.tags] == [
-        '<tool_call>\n{"name": "a", "arguments": ', '<tool_call>\n{"name": "b", "arguments": '
+        '<tool_call>\n{"name": "a", "arguments": ',
+        '<tool_call>\n{"name": "b", "arguments": ',
     ]
     assert required.tags[0].end == "}\n</tool_call>"
     named = HERMES.constraint(ToolSpec(tools, ToolChoice.REQUIRED, function="b"))

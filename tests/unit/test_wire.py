@@ -15,7 +15,9 @@ from ovrunner.protocol.openai import (
     [(0, "Hello", None), (1, ' "quoted" \\ \n\t', None), (0, "", "stop"), (2, "é🙂\u2028", "length"),
      (0, "\x00\x1f", None)],
 )  # fmt: skip
-def test_content_template_matches_the_model(index: int, text: str, finish_reason: str | None) -> None:
+def test_content_template_matches_the_model(
+    index: int, text: str, finish_reason: str | None
+) -> None:
     model = ChatCompletionChunk(
         id="chatcmpl-1", created=123, model='m"x',
         choices=[ChatCompletionChunkChoice(index=index, delta=ChoiceDelta(content=text or None),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import abc
 import functools
 import importlib.metadata
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -90,6 +90,9 @@ class SamplingParams:
     json_schema: str | None = None
     # Report the log probability of each generated token.
     logprobs: bool = False
+    # Leave the stop string that ended the answer in its text, so a front end can tell
+    # which one it was (Anthropic's `stop_sequence`) and cut it off itself.
+    keep_stop: bool = False
     # Structural tags that constrain tool calls (built by the runner from `ToolSpec`).
     tool_calls: CallConstraint | None = None
 
@@ -212,7 +215,13 @@ class Runner(abc.ABC):
     chat_format: ChatFormat = ChatFormat()
 
     @abc.abstractmethod
-    def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationDelta]: ...
+    def generate(self, request: GenerationRequest) -> AsyncGenerator[GenerationDelta, None]: ...
+
+    async def count_prompt_tokens(self, request: GenerationRequest) -> int:
+        """How many tokens `request`'s prompt is, as `generate` would build it."""
+        raise UnsupportedParameterError(
+            f"the engine {self.engine_name!r} cannot count tokens", param="model"
+        )
 
     @property
     def failure(self) -> Exception | None:

@@ -27,7 +27,9 @@ def _describe_gguf(model: ModelRef) -> ModelInfo:
         architecture = str(metadata["general.architecture"])
         context = int(metadata[f"{architecture}.context_length"])  # type: ignore[arg-type]
     except (OSError, KeyError, ValueError, struct.error) as exc:
-        raise ModelLoadFailedError(f"{model.path.name} is not a readable GGUF model: {exc}")
+        raise ModelLoadFailedError(
+            f"{model.path.name} is not a readable GGUF model: {exc}"
+        ) from exc
     return ModelInfo(model.id, context, architecture)
 
 
@@ -39,7 +41,7 @@ def _describe_ir(model: ModelRef) -> ModelInfo:
     except (OSError, KeyError, ValueError) as exc:
         raise ModelLoadFailedError(
             f"{model.id}: cannot read the context window from {config_path.name}: {exc}"
-        )
+        ) from exc
     return ModelInfo(model.id, context, config.get("model_type"))
 
 
@@ -97,7 +99,7 @@ def _read_scalar(f: BinaryIO, value_type: int) -> ScalarValue:
     if value_type == _STRING:
         return _read_string(f)
     fmt = _SCALARS[value_type]
-    return struct.unpack(fmt, f.read(struct.calcsize(fmt)))[0]  # type: ignore[no-any-return]
+    return struct.unpack(fmt, f.read(struct.calcsize(fmt)))[0]
 
 
 def _read_array(f: BinaryIO, *, keep: bool) -> GgufValue:

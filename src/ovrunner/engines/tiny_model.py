@@ -56,9 +56,11 @@ def _add_tokenizer(writer: gguf.GGUFWriter, tokenizer: Tokenizer, chat_template:
         gguf.TokenType.CONTROL if token in SPECIAL_TOKENS else gguf.TokenType.NORMAL
         for token in tokens
     ]
-    merges = [" ".join(pair) for pair in tokenizer.model.get_merges()] if hasattr(
-        tokenizer.model, "get_merges"
-    ) else _merges_from_json(tokenizer)
+    merges = (
+        [" ".join(pair) for pair in tokenizer.model.get_merges()]
+        if hasattr(tokenizer.model, "get_merges")
+        else _merges_from_json(tokenizer)
+    )
     writer.add_tokenizer_model("gpt2")
     writer.add_tokenizer_pre("gpt2")
     writer.add_token_list(tokens)

@@ -77,7 +77,9 @@ class ChatMessage(BaseModel):
         if self.function_call is not None:
             calls = [ToolCall(id=f"call_{len(calls)}", function=self.function_call)]
         if calls:
-            message["tool_calls"] = [c.model_dump(include={"id", "type", "function"}) for c in calls]
+            message["tool_calls"] = [
+                c.model_dump(include={"id", "type", "function"}) for c in calls
+            ]
         if role == "tool":
             message["tool_call_id"] = self.tool_call_id or self.name or ""
             if self.name:

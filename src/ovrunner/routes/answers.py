@@ -205,9 +205,11 @@ async def chat_chunks(
             if body.logprobs or delta.tool_calls or delta.reasoning:
                 choice = ChatCompletionChunkChoice(
                     index=delta.index,
-                    delta=ChoiceDelta(content=delta.text or None,
-                                      reasoning_content=delta.reasoning or None,
-                                      tool_calls=delta_calls(delta.tool_calls)),  # fmt: skip
+                    delta=ChoiceDelta(
+                        content=delta.text or None,
+                        reasoning_content=delta.reasoning or None,
+                        tool_calls=delta_calls(delta.tool_calls),
+                    ),  # fmt: skip
                     finish_reason=finish_reason,
                     logprobs=chat_logprobs(delta.logprobs) if body.logprobs else None,
                 )

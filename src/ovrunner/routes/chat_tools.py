@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from typing import Any
 
 from ovrunner.errors import InvalidValueError, UnsupportedParameterError
 from ovrunner.protocol.openai import (
@@ -36,11 +37,11 @@ def tool_spec(body: ChatCompletionRequest) -> ToolSpec | None:
             raise InvalidValueError(f"{choice_param} names a tool, but the request has no tools",
                                     param=choice_param)  # fmt: skip
         return None
-    tools = tuple(_tool(d, f"{param}[{i}]") for i, d in enumerate(definitions))
-    names = [t.name for t in tools]
-    duplicate = next((n for n in names if names.count(n) > 1), None)
-    if duplicate is not None:
-        raise InvalidValueError(f"two tools are named {duplicate!r}", param=param)
+    tools = tuple(
+        function_tool(d.name, d.description, d.parameters, _parameters_param(param, i))
+        for i, d in enumerate(definitions)
+    )
+    names = unique_names(tools, param)
     function = None
     if isinstance(choice, NamedToolChoice | NamedFunction):
         function = choice.function.name if isinstance(choice, NamedToolChoice) else choice.name
@@ -70,16 +71,31 @@ def _definitions(body: ChatCompletionRequest) -> tuple[Sequence[FunctionDefiniti
     return [t.function for t in tools], "tools"
 
 
-def _tool(definition: FunctionDefinition, param: str) -> FunctionTool:
-    schema = definition.parameters
+def _parameters_param(param: str, index: int) -> str:
+    if param == "tools":
+        return f"{param}[{index}].function.parameters"
+    return f"{param}[{index}].parameters"
+
+
+def function_tool(
+    name: str, description: str | None, schema: dict[str, Any] | None, param: str
+) -> FunctionTool:
+    """A tool of any dialect; its schema must describe an object (the arguments)."""
     if schema is None or schema == {}:
         schema = {"type": "object", "properties": {}}
     elif schema.get("type", "object") != "object":
         raise InvalidValueError(
-            f"the parameters of {definition.name!r} must be a JSON schema of type object",
-            param=f"{param}.function.parameters" if param.startswith("tools") else f"{param}.parameters",
+            f"the parameters of {name!r} must be a JSON schema of type object", param=param
         )
-    return FunctionTool(definition.name, definition.description, json.dumps(schema))
+    return FunctionTool(name, description, json.dumps(schema))
+
+
+def unique_names(tools: Sequence[FunctionTool], param: str) -> list[str]:
+    names = [t.name for t in tools]
+    duplicate = next((n for n in names if names.count(n) > 1), None)
+    if duplicate is not None:
+        raise InvalidValueError(f"two tools are named {duplicate!r}", param=param)
+    return names
 
 
 def message_calls(calls: Sequence[tuple[str, str, str]]) -> list[ToolCall] | None:

@@ -62,7 +62,7 @@ def _model_object(request: Request, model: ModelRef) -> Model:
     engine = request.app.state.registry.get(model.engine)
     try:
         architecture = engine.describe(model).architecture
-    except Exception:
+    except Exception:  # noqa: BLE001 - a model list never fails on one unreadable model
         architecture = None
     return Model(id=model.id, created=store.created(model.id), owned_by=OWNER,
                  architecture=architecture)  # fmt: skip
@@ -119,8 +119,9 @@ async def create_chat_completion(request: Request) -> Response:
         )
     generation = GenerationRequest(
         messages=[m.for_template() for m in body.messages],
-        sampling=_sampling(body, logprobs=bool(body.logprobs),
-                           response_format=body.response_format),  # fmt: skip
+        sampling=_sampling(
+            body, logprobs=bool(body.logprobs), response_format=body.response_format
+        ),  # fmt: skip
         tools=tool_spec(body),
     )
     started = await start_generation(request, body.model, generation,
@@ -174,8 +175,9 @@ async def create_completion(request: Request) -> Response:
             index=i,
             text=choice.text,
             finish_reason=choice.finish_reason,
-            logprobs=(answers.completion_logprobs(choice.logprobs)
-                      if body.logprobs is not None else None),  # fmt: skip
+            logprobs=(
+                answers.completion_logprobs(choice.logprobs) if body.logprobs is not None else None
+            ),  # fmt: skip
         )
         for i, choice in enumerate(result.choices)
     ]

@@ -15,7 +15,6 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncGenerator
-from typing import cast
 
 from starlette.requests import Request
 
@@ -60,6 +59,11 @@ class Generation:
         self._closed = False
         self.deltas = self._iterate()
 
+    @property
+    def prompt_tokens(self) -> int:
+        """The prompt's token count, known from the first delta (before any is read)."""
+        return self._first.prompt_tokens if self._first is not None else 0
+
     async def _iterate(self) -> AsyncGenerator[GenerationDelta, None]:
         parse = self._parser.parse if self._parser is not None else None
         if self._first is not None:
@@ -102,7 +106,7 @@ async def start_generation(
     started = time.perf_counter()
     deltas = None
     try:
-        deltas = cast(AsyncGenerator[GenerationDelta, None], runner.generate(generation))
+        deltas = runner.generate(generation)
         try:
             first = await anext(deltas)
         except StopAsyncIteration:

@@ -62,8 +62,6 @@ class _State(Enum):
     MALFORMED = auto()  # markup that is not a call: given back as content
 
 
-
-
 class ToolCallParser:
     def __init__(self, layout: CallLayout, max_calls: int | None = None) -> None:
         self.layout = layout
@@ -136,8 +134,10 @@ class ToolCallParser:
         opener = self.layout.opener
         if any(m.startswith(stripped) and len(stripped) < len(m) for m in self._markers()):
             return False  # perhaps a marker: decided once it is whole
-        if self._calls_allowed() and stripped[0] in self.layout.leading and not (
-            stripped.startswith(opener)
+        if (
+            self._calls_allowed()
+            and stripped[0] in self.layout.leading
+            and not (stripped.startswith(opener))
         ):
             self._pending_blank = ""
             self._buffer = stripped

@@ -64,7 +64,10 @@ HERMES = ToolFormat(
 LLAMA3_JSON = ToolFormat(
     name="llama3_json",
     layout=CallLayout(
-        opener='{"name"', opener_is_json=True, separators=";", leading="{",
+        opener='{"name"',
+        opener_is_json=True,
+        separators=";",
+        leading="{",
         dropped=("<|python_tag|>",),
     ),
     call_template='{{"name": {name}, "{key}": {arguments}}}',
@@ -102,7 +105,9 @@ class ChatFormat:
         return constraint
 
 
-def detect(template: str, generation_prompt: str = "", tool_format: str | None = None) -> ChatFormat:
+def detect(
+    template: str, generation_prompt: str = "", tool_format: str | None = None
+) -> ChatFormat:
     """The chat format of a model from its chat template (and the text its template puts
     before the answer). `tool_format` names a family to use instead of the detected one."""
     native = "tools" in template or "tool_calls" in template

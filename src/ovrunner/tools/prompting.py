@@ -75,7 +75,10 @@ def _fallback(message: Message, chat: ChatFormat) -> Message:
     if role == "assistant" and calls:
         written = [chat.tools.call_text(c["function"]["name"], c["function"]["arguments"])
                    for c in calls]  # fmt: skip
-        return {"role": "assistant", "content": "\n".join([content, *written] if content else written)}
+        return {
+            "role": "assistant",
+            "content": "\n".join([content, *written] if content else written),
+        }
     return {"role": role, "content": content}
 
 

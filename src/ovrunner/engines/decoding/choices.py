@@ -115,8 +115,9 @@ def publish_step(items: list[tuple[InFlight, InFlightUpdate]], decode_many: Deco
                     finish_reason=FinishReason(reason) if reason else None,
                     logprobs=tuple(
                         TokenLogprob(token, logprob)
-                        for token, logprob in zip(token_texts.get(id(entry), ()),
-                                                  entry.log_probs or ())  # fmt: skip
+                        for token, logprob in zip(
+                            token_texts.get(id(entry), ()), entry.log_probs or ()
+                        )  # fmt: skip
                     ),
                 )
             )

@@ -13,7 +13,7 @@ import asyncio
 import itertools
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -188,9 +188,12 @@ class OpenVINORunner(Runner):
     def encode(self, request: GenerationRequest) -> Any:
         return encode(self._tokenizer, request, self.chat_format)
 
+    async def count_prompt_tokens(self, request: GenerationRequest) -> int:
+        return int((await asyncio.to_thread(self.encode, request)).shape[1])
+
     # -- generation --------------------------------------------------------------------------
 
-    async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationDelta]:
+    async def generate(self, request: GenerationRequest) -> AsyncGenerator[GenerationDelta, None]:
         sampling = with_tool_constraint(request, self.chat_format)
         prompt = await asyncio.to_thread(self.encode, request)
         prompt_tokens = int(prompt.shape[1])
@@ -199,7 +202,9 @@ class OpenVINORunner(Runner):
         generation_config(self._genai, self._defaults, sampling, prompt_tokens, self.context_window)
         self._admitted += 1
         submit = Submit(next(self._ids), prompt.data, sampling, self.context_window)
-        job = InFlight(submit, asyncio.get_running_loop(), RequestChoices(prompt_tokens, sampling.n))
+        job = InFlight(
+            submit, asyncio.get_running_loop(), RequestChoices(prompt_tokens, sampling.n)
+        )
         finished = False
         try:
             await self._send(job)
@@ -322,14 +327,18 @@ class OpenVINORunner(Runner):
             sampling=replace(
                 sampling,
                 max_tokens=left,
-                min_tokens=None if sampling.min_tokens is None
+                min_tokens=None
+                if sampling.min_tokens is None
                 else max(0, sampling.min_tokens - len(generated)),
             ),  # fmt: skip
         )
         self._process.submit(job)
 
     def _end(self, jobs: list[InFlight], error: OvrunnerError) -> None:
-        post([(job, InFlightUpdate([], finished=True, error=error)) for job in jobs], self._on_updates)
+        post(
+            [(job, InFlightUpdate([], finished=True, error=error)) for job in jobs],
+            self._on_updates,
+        )
 
     @property
     def failure(self) -> Exception | None:

@@ -112,6 +112,6 @@ def open_model(
     if ir_dir is not None:
         try:
             return construct(str(ir_dir), genai.Tokenizer(str(model.path)), properties)
-        except Exception:
+        except Exception:  # noqa: BLE001 - any failure of a cached IR: convert again
             log.warning("the saved IR of %s did not load; converting the GGUF again", model.id)
     return construct(str(model.path), None, {**properties, "enable_save_ov_model": True})

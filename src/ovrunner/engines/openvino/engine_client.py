@@ -120,7 +120,9 @@ class EngineProcess:
             message = self._conn.recv()
         except EOFError:
             self._process.join(5)
-            message = engine_main.LoadFailed(f"the engine process exited ({self._process.exitcode})")
+            message = engine_main.LoadFailed(
+                f"the engine process exited ({self._process.exitcode})"
+            )
         if not isinstance(message, engine_main.Ready):
             self._process.join(5)
             raise ModelLoadFailedError(f"could not load model {self.name!r}: {message.message}")

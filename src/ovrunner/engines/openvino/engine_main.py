@@ -131,7 +131,7 @@ def serve(conn: Connection, opener: Opener, spec: Any, log_level: str) -> None:
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     try:
         pipeline = opener(spec)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - every load failure goes back to the server
         conn.send(LoadFailed(str(exc)))
         return
     defaults = pipeline.get_config()
@@ -209,9 +209,11 @@ class _Stepper:
                 self._genai, self._defaults, submit.sampling, prompt.shape[1], submit.context_window
             )
             handle = self.pipeline.add_request(submit.request_id, self._tensor(prompt), config)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a refused request must not end the engine
             error = f"the engine refused the request: {getattr(exc, 'message', exc)}"
-            self.conn.send(StepReport([RequestProgress(submit.request_id, [], True, error)], self.stats))
+            self.conn.send(
+                StepReport([RequestProgress(submit.request_id, [], True, error)], self.stats)
+            )
             return
         self._active[submit.request_id] = _Active(handle, submit.sampling.logprobs)
         self._unproven.add(submit.request_id)

@@ -88,7 +88,7 @@ def generation_config(
         raise InvalidRequestError("n > 1 needs temperature > 0", param="n")
     if sampling.stop:
         config.stop_strings = set(sampling.stop)
-        config.include_stop_str_in_output = False
+        config.include_stop_str_in_output = sampling.keep_stop
     if sampling.presence_penalty is not None:
         config.presence_penalty = sampling.presence_penalty
     if sampling.frequency_penalty is not None:

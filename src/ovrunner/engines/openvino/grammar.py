@@ -55,9 +55,7 @@ class SchemaCheck:
             while len(self._verdicts) > self._cache_size:
                 self._verdicts.popitem(last=False)
         if verdict is not None:
-            raise InvalidValueError(
-                f"the JSON schema cannot be enforced: {verdict}", param=param
-            )
+            raise InvalidValueError(f"the JSON schema cannot be enforced: {verdict}", param=param)
 
     def warm_up(self) -> None:
         """Build the probe pipeline now (blocking, about 2 s) instead of at the first schema."""

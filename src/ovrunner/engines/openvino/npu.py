@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, replace
 from typing import Any
@@ -121,7 +121,7 @@ class _TokenStream:
         running, cancel = genai.StreamingStatus.RUNNING, genai.StreamingStatus.CANCEL
         stream = self
 
-        class Streamer(genai.StreamerBase):  # type: ignore[misc]
+        class Streamer(genai.StreamerBase):
             def write(self, token: int | list[int]) -> Any:
                 ids = list(token) if isinstance(token, list) else [int(token)]
                 loop.call_soon_threadsafe(stream.queue.put_nowait, ids)
@@ -176,7 +176,11 @@ class NpuRunner(Runner):
         self._admitted = 0
         self._generating = False
 
-    async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationDelta]:
+    async def count_prompt_tokens(self, request: GenerationRequest) -> int:
+        prompt = await asyncio.to_thread(encode, self._tokenizer, request, self.chat_format)
+        return int(prompt.shape[1])
+
+    async def generate(self, request: GenerationRequest) -> AsyncGenerator[GenerationDelta, None]:
         prompt = await asyncio.to_thread(encode, self._tokenizer, request, self.chat_format)
         prompt_tokens = int(prompt.shape[1])
         if prompt_tokens > self.limits.max_prompt_len:
@@ -203,7 +207,7 @@ class NpuRunner(Runner):
 
     async def _run(
         self, prompt: Any, prompt_tokens: int, config: Any
-    ) -> AsyncIterator[GenerationDelta]:
+    ) -> AsyncGenerator[GenerationDelta, None]:
         stream = _TokenStream(self._genai, asyncio.get_running_loop())
         self._generating = True
         work = asyncio.ensure_future(
@@ -238,8 +242,8 @@ class NpuRunner(Runner):
                 await asyncio.shield(work)
             self._generating = False
 
-    def _decode(self, ids: list[int]) -> str:
-        return self._decode_many([ids])[0]
+    def _decode(self, ids: Sequence[int]) -> str:
+        return self._decode_many([list(ids)])[0]
 
     def stats(self) -> dict[str, Any]:
         return {

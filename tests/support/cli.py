@@ -1,0 +1,14 @@
+"""Running the `ovrunner` command as a user does: a fresh interpreter, output captured."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def run_cli(
+    *args: str, timeout: float = 300, check: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """`ovrunner ARGS...`; with `check`, a non-zero exit raises."""
+    return subprocess.run([sys.executable, "-m", "ovrunner.cli", *args], capture_output=True,
+                          text=True, timeout=timeout, check=check)  # fmt: skip
