@@ -32,7 +32,7 @@ from ovrunner.jobs import JobPresets
 from ovrunner.lifecycle import Lifecycle, parse_keep_alive
 from ovrunner.metrics import AccessLog, Metrics
 from ovrunner.openapi import openapi_json
-from ovrunner.routes import anthropic, models, openai, ops, worker
+from ovrunner.routes import anthropic, models, ollama, openai, ops, worker
 from ovrunner.security import ApiKeyGuard, BodyLimit, HostGuard
 from ovrunner.settings import Settings
 from ovrunner.store import ModelStore
@@ -101,6 +101,7 @@ def create_app(settings: Settings, registry: EngineRegistry | None = None) -> St
             *models.routes(),
             *openai.routes(),
             *anthropic.routes(),
+            *ollama.routes(),
             *worker.routes(),
             *ops.routes(),
             Route("/openapi.json", openapi_json, methods=["GET"]),

@@ -69,6 +69,17 @@ def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(args.config, **flags)
 
 
+def _quiet_libraries(level: str) -> None:
+    """A server logs its own lines only: the Hub client's request lines and progress bars
+    (a pull) are for a terminal, not for a server's log."""
+    from huggingface_hub.utils import disable_progress_bars
+
+    disable_progress_bars()
+    if level.lower() != "debug":
+        for name in ("httpx", "httpx2", "httpcore", "huggingface_hub"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -78,6 +89,7 @@ def _serve(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s"
     )
+    _quiet_libraries(settings.log_level)
     if settings.uds is None:  # a socket file is reachable only through its permissions
         check_bind(settings.host, settings.resolved_api_key())
     uvicorn.run(

@@ -15,6 +15,10 @@ from starlette.responses import JSONResponse
 
 from ovrunner import __version__
 from ovrunner.protocol.anthropic import CountTokensParams, Message, MessageCreateParams, TokenCount
+from ovrunner.protocol.ollama import ChatRequest as OllamaChatRequest
+from ovrunner.protocol.ollama import GenerateRequest as OllamaGenerateRequest
+from ovrunner.protocol.ollama import ModelRequest as OllamaModelRequest
+from ovrunner.protocol.ollama import PullRequest as OllamaPullRequest
 from ovrunner.protocol.openai import (
     ChatCompletion,
     ChatCompletionRequest,
@@ -48,6 +52,14 @@ ROUTES: list[tuple[str, str, str, type[BaseModel] | None, type[BaseModel] | None
      ChatCompletion),
     ("post", "/v1/completions", "Create a completion", CompletionRequest, Completion),
     ("post", "/v1/messages", "Create a message (Anthropic)", MessageCreateParams, Message),
+    ("get", "/api/version", "Version (Ollama)", None, None),
+    ("get", "/api/tags", "List models (Ollama)", None, None),
+    ("post", "/api/show", "Show a model (Ollama)", OllamaModelRequest, None),
+    ("get", "/api/ps", "Loaded models (Ollama)", None, None),
+    ("post", "/api/chat", "Chat (Ollama)", OllamaChatRequest, None),
+    ("post", "/api/generate", "Generate (Ollama)", OllamaGenerateRequest, None),
+    ("post", "/api/pull", "Pull from the Hugging Face Hub (Ollama)", OllamaPullRequest, None),
+    ("delete", "/api/delete", "Delete a model (Ollama)", OllamaModelRequest, None),
     ("post", "/v1/messages/count_tokens", "Count a message's tokens (Anthropic)",
      CountTokensParams, TokenCount),
     ("get", "/engines/{engine}/v1/models", "List the models of one engine", None, ModelList),

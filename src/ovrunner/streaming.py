@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel
 from sse_starlette import EventSourceResponse
+from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from ovrunner.errors import Dialect, EngineError, OvrunnerError, error_body
@@ -85,6 +86,36 @@ def sse_response(
 
 
 class _OwnedEventSource(EventSourceResponse):
+    def __init__(self, *args: Any, on_close: Callable[[], Awaitable[None]] | None,
+                 **kwargs: Any) -> None:  # fmt: skip
+        super().__init__(*args, **kwargs)
+        self._on_close = on_close
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            if self._on_close is not None:
+                await self._on_close()
+
+
+def ndjson_response(
+    lines: AsyncIterator[dict[str, Any]],
+    on_close: Callable[[], Awaitable[None]] | None = None,
+) -> StreamingResponse:
+    """Stream `lines` as newline-delimited JSON (Ollama's streaming), a failure as a last
+    `{"error": ...}` line. `on_close` runs once the response is over, however it ended
+    (starlette stops the stream when the client disconnects)."""
+
+    async def body() -> AsyncIterator[bytes]:
+        async for item in _failure(lines):  # type: ignore[arg-type]
+            line = error_body(item, Dialect.OLLAMA) if isinstance(item, OvrunnerError) else item
+            yield (json.dumps(line, ensure_ascii=False) + "\n").encode()
+
+    return _OwnedStreamingResponse(body(), media_type="application/x-ndjson", on_close=on_close)
+
+
+class _OwnedStreamingResponse(StreamingResponse):
     def __init__(self, *args: Any, on_close: Callable[[], Awaitable[None]] | None,
                  **kwargs: Any) -> None:  # fmt: skip
         super().__init__(*args, **kwargs)
