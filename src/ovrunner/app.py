@@ -32,7 +32,8 @@ from ovrunner.jobs import JobPresets
 from ovrunner.lifecycle import Lifecycle, parse_keep_alive
 from ovrunner.metrics import AccessLog, Metrics
 from ovrunner.openapi import openapi_json
-from ovrunner.routes import anthropic, models, ollama, openai, ops, worker
+from ovrunner.response_store import ResponseStore
+from ovrunner.routes import anthropic, models, ollama, openai, ops, responses, worker
 from ovrunner.security import ApiKeyGuard, BodyLimit, HostGuard
 from ovrunner.settings import Settings
 from ovrunner.store import ModelStore
@@ -102,6 +103,7 @@ def create_app(settings: Settings, registry: EngineRegistry | None = None) -> St
             *openai.routes(),
             *anthropic.routes(),
             *ollama.routes(),
+            *responses.routes(),
             *worker.routes(),
             *ops.routes(),
             Route("/openapi.json", openapi_json, methods=["GET"]),
@@ -120,6 +122,7 @@ def create_app(settings: Settings, registry: EngineRegistry | None = None) -> St
     app.state.lifecycle = lifecycle
     app.state.metrics = metrics
     app.state.jobs = JobPresets.load(settings.jobs_file)
+    app.state.responses = ResponseStore(settings.responses_kept, settings.responses_kept_mb << 20)
     return app
 
 

@@ -210,6 +210,8 @@ class Dialect:
     OPENAI = "openai"
     ANTHROPIC = "anthropic"
     OLLAMA = "ollama"
+    # OpenAI's error shape, but streams of named events with no `[DONE]` (the Responses API).
+    RESPONSES = "responses"
 
     @staticmethod
     def of(path: str) -> str:

@@ -28,6 +28,7 @@ from ovrunner.protocol.openai import (
     ModelList,
 )
 from ovrunner.protocol.ops import UnloadRequest, UnloadResponse
+from ovrunner.protocol.responses import ResponseCreateParams
 from ovrunner.protocol.store import ImportRequest, PullRequest
 from ovrunner.protocol.worker import WorkerRequest, WorkerResponse
 
@@ -52,6 +53,10 @@ ROUTES: list[tuple[str, str, str, type[BaseModel] | None, type[BaseModel] | None
      ChatCompletion),
     ("post", "/v1/completions", "Create a completion", CompletionRequest, Completion),
     ("post", "/v1/messages", "Create a message (Anthropic)", MessageCreateParams, Message),
+    ("post", "/v1/responses", "Create a response", ResponseCreateParams, None),
+    ("get", "/v1/responses/{response_id}", "Retrieve a stored response", None, None),
+    ("delete", "/v1/responses/{response_id}", "Delete a stored response", None, None),
+    ("get", "/v1/responses/{response_id}/input_items", "A stored response's input", None, None),
     ("get", "/api/version", "Version (Ollama)", None, None),
     ("get", "/api/tags", "List models (Ollama)", None, None),
     ("post", "/api/show", "Show a model (Ollama)", OllamaModelRequest, None),

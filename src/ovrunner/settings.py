@@ -88,6 +88,17 @@ class Settings(BaseSettings):
         "idle runner. Unset: no budget.",
     )
     # The bounded NPU engine and the worker jobs.
+    responses_kept: int = Field(
+        256,
+        ge=0,
+        description="Responses API answers kept in memory for previous_response_id "
+        "and GET /v1/responses/{id}; the oldest go first. 0 keeps none.",
+    )
+    responses_kept_mb: int = Field(
+        64,
+        ge=1,
+        description="Memory the kept Responses API answers may take, in MB.",
+    )
     reasoning_format: Literal["separate", "inline"] = Field(
         "separate",
         description="A reasoning model's thinking: `separate` puts it in `reasoning_content`; "

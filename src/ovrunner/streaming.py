@@ -53,7 +53,7 @@ async def _events(chunks: AsyncIterator[Chunk], dialect: str) -> AsyncIterator[d
             yield (
                 {"event": "error", "data": body} if dialect == Dialect.ANTHROPIC else {"data": body}
             )
-        elif dialect == Dialect.ANTHROPIC:  # every event is named by its own `type`
+        elif dialect in (Dialect.ANTHROPIC, Dialect.RESPONSES):  # named by its own `type`
             data = _json(item)
             name = getattr(item, "type", None) or json.loads(data)["type"]
             yield {"event": name, "data": data}

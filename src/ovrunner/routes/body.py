@@ -53,7 +53,10 @@ async def parse_body(request: Request, model: type[M]) -> M:
 
 
 def _to_error(exc: ValidationError) -> InvalidRequestError:
-    first = exc.errors(include_url=False)[0]
+    # Of a union's alternatives, the error deepest into the value says most (a list of
+    # items whose third is wrong, rather than "should be a string").
+    first = max(exc.errors(include_url=False),
+                key=lambda e: len([p for p in e["loc"] if _is_field(p)]))  # fmt: skip
     param = param_path([part for part in first["loc"] if _is_field(part)])
     if first["type"] == "missing":
         return InvalidRequestError(f"missing required parameter {param!r}", param=param)
