@@ -121,7 +121,7 @@ async def _stream_http(host: str, port: int, model: str, text: str, max_tokens: 
     parses the events afterwards."""
     body = json.dumps({"model": model, "messages": [{"role": "user", "content": text}],
                        "stream": True, "max_tokens": max_tokens, "temperature": 0,
-                       "ignore_eos": True, "logit_bias": EOS_BIAS,
+                       "ignore_eos": True,
                        "stream_options": {"include_usage": True}, **(extra or {})}).encode()  # fmt: skip
     started = time.perf_counter()
     reader, writer = await asyncio.open_connection(host, port)
@@ -175,7 +175,8 @@ def _parse_events(started: float, chunks: list[tuple[float, bytes]], count_token
 
 def run_http(system: str, base_url: str, model: str, texts: list[str], max_tokens: int,
              count_tokens, extra: dict | None = None) -> Level:  # type: ignore[no-untyped-def]  # fmt: skip
-    """`texts` streamed at once; `extra` adds fields to every request body."""
+    """`texts` streamed at once; `extra` adds fields to every request body (the peer's EOS
+    ban, a `logit_bias`, which ovrunner refuses: it takes `ignore_eos`)."""
     url = httpx.URL(base_url)
 
     async def all_streams() -> list[Stream]:
@@ -315,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(json.dumps(levels[-1].row()), flush=True)
             if peer is not None:  # slow (it serializes requests), so measured once per level
                 levels.append(run_http("llama-cpp", peer.base_url, MODEL, texts, args.max_tokens,
-                                       count_tokens))  # fmt: skip
+                                       count_tokens, {"logit_bias": EOS_BIAS}))  # fmt: skip
                 print(json.dumps(levels[-1].row()), flush=True)
         # Levels run in increasing order, so the peak is the highest level's.
         memory["peak_mib"] = resident_mib(server.process.pid, "VmHWM")

@@ -62,9 +62,12 @@ class Manifest:
     created: int
     size_bytes: int = 0
     context_window: int | None = None
+    # hermes, llama3_json or mistral: overrides the family read from the chat template.
+    tool_format: str | None = None
 
     def ref(self, directory: Path) -> ModelRef:
-        return ModelRef(self.id, directory / self.file, ModelFormat(self.format), self.engine)
+        return ModelRef(self.id, directory / self.file, ModelFormat(self.format), self.engine,
+                        self.tool_format)  # fmt: skip
 
 
 def validate_model_id(model_id: str) -> str:

@@ -118,3 +118,22 @@ def test_inline_reasoning_leaves_the_thinking_in_the_content(tmp_path: Path) -> 
             "messages": [{"role": "user", "content": "hello"}]}).json()  # fmt: skip
     message = body["choices"][0]["message"]
     assert message["content"] and "reasoning_content" not in message
+
+
+def test_a_manifest_names_the_tool_family_when_the_template_does_not(tmp_path: Path) -> None:
+    import openvino_genai
+
+    from ovrunner.errors import ModelLoadFailedError
+
+    gguf = build_tiny_gguf(tmp_path / "plain.gguf")
+    store = ModelStore(tmp_path / "store")
+    store.add(gguf, "plain", engine="openvino", source="test",
+              context_window=lambda ref: model_files.describe(ref).context_window)  # fmt: skip
+    manifest = tmp_path / "store" / "models" / "plain" / "manifest.json"
+    manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "tool_format": "mistral"}))
+    ref = store.get("plain")
+    tokenizer = openvino_genai.Tokenizer(str(gguf))
+    assert read_chat_format(tokenizer).tools.name == "hermes"
+    assert read_chat_format(tokenizer, ref.tool_format).tools.name == "mistral"
+    with pytest.raises(ModelLoadFailedError):
+        read_chat_format(tokenizer, "smoke-signals")

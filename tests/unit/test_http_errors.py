@@ -52,7 +52,9 @@ def test_unknown_routes_and_methods(
      ({"model": "m", "messages": [{"role": "user", "content": "hi"}], "top_p": 0}, "top_p"),
      ({"model": "m", "messages": [{"role": "user", "content": "hi"}], "n": 9}, "n"),
      ({"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 0}, "max_tokens"),
-     ({"model": "m", "messages": [{"role": "user", "content": "hi"}], "stop": 5}, "stop")],
+     ({"model": "m", "messages": [{"role": "user", "content": "hi"}], "stop": 5}, "stop"),
+     ({"model": "m", "messages": [{"role": "user", "content": "hi"}],
+       "logit_bias": {"2": -100}}, "logit_bias")],
 )  # fmt: skip
 def test_invalid_fields_are_400_naming_the_param(
     client: TestClient, body: dict, param: str

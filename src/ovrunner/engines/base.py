@@ -58,6 +58,9 @@ class ModelRef:
     path: Path  # the GGUF file, or the IR directory
     format: ModelFormat
     engine: str
+    # The family its tool calls are parsed as (`tools.formats`), when its chat template
+    # does not tell: the manifest's `tool_format`.
+    tool_format: str | None = None
 
 
 @dataclass(frozen=True)

@@ -149,6 +149,8 @@ class _SamplingFields(_Request):
     repetition_penalty: float | None = Field(None, gt=0, le=10)
     min_tokens: int | None = Field(None, ge=0, le=MAX_TOKEN_COUNT)
     ignore_eos: bool = False
+    # Refused when it biases anything (`routes/openai.py`): the engine has no logit bias.
+    logit_bias: dict[str, float] | None = None
     # How long the model stays loaded after this request, as Ollama spells it ("5m", 0, -1).
     keep_alive: str | float | None = None
 

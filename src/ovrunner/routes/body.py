@@ -77,7 +77,10 @@ def param_path(parts: list[str | int]) -> str | None:
 
 
 def _is_field(part: int | str) -> bool:
-    return isinstance(part, int) or (part.isidentifier() and part not in _TYPE_TAGS)
+    # Union members are tagged by type: `str`, `list[str]`, or a model's class name.
+    return isinstance(part, int) or (
+        part.isidentifier() and part not in _TYPE_TAGS and not part[0].isupper()
+    )
 
 
 def _refuse_lone_surrogates(value: object, path: list[str | int]) -> None:

@@ -1,4 +1,5 @@
-"""The Ollama API (`/api/...`), translated onto the one generation path and the store.
+"""The Ollama API (`/api/...`): chat and generate, translated onto the one generation path;
+the model routes are in `ollama_models.py`.
 
 Chat and generate stream NDJSON by default, as Ollama does; errors are `{"error": "..."}`
 with the same status codes as everywhere else. Durations are in nanoseconds.
@@ -6,7 +7,6 @@ with the same status codes as everywhere else. Durations are in nanoseconds.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -18,25 +18,19 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from ovrunner import __version__, hub
-from ovrunner.engines.base import GenerationRequest, ModelRef, SamplingParams, TokenLogprob
-from ovrunner.engines.registry import EngineRegistry
-from ovrunner.errors import ModelNotFoundError, UnsupportedParameterError
+from ovrunner.engines.base import GenerationRequest, SamplingParams, TokenLogprob
+from ovrunner.errors import UnsupportedParameterError
 from ovrunner.lifecycle import Lifecycle, parse_keep_alive
 from ovrunner.protocol.ollama import (
     ChatMessage,
     ChatRequest,
     Format,
     GenerateRequest,
-    ModelRequest,
-    PullRequest,
 )
-from ovrunner.routes import answers
+from ovrunner.routes import answers, ollama_models
 from ovrunner.routes.body import parse_body
 from ovrunner.routes.chat_tools import function_tool, unique_names
 from ovrunner.routes.serving import Generation, start_generation
-from ovrunner.settings import Settings
-from ovrunner.store import ModelStore, validate_model_id
 from ovrunner.streaming import ndjson_response
 from ovrunner.tools.spec import ToolSpec
 
@@ -256,122 +250,14 @@ async def _load_only(request: Request, model: str, keep_alive: str | float | Non
                          "done_reason": "load"})  # fmt: skip
 
 
-# -- models -----------------------------------------------------------------------------------
-
-
-def _details(request: Request, model: ModelRef) -> dict[str, Any]:
-    registry: EngineRegistry = request.app.state.registry
-    try:
-        architecture = registry.get(model.engine).describe(model).architecture or ""
-    except Exception:  # noqa: BLE001 - a listing never fails on one unreadable model
-        architecture = ""
-    return {"format": model.format.value, "family": architecture,
-            "families": [architecture] if architecture else None,
-            "parameter_size": "", "quantization_level": ""}  # fmt: skip
-
-
-def _entry(request: Request, model_id: str) -> dict[str, Any]:
-    store: ModelStore = request.app.state.store
-    model = store.get(model_id)
-    summary = store.summary(model_id, lambda _: 0)
-    modified = datetime.fromtimestamp(store.created(model_id), UTC).isoformat()
-    return {"name": model_id, "model": model_id, "modified_at": modified,
-            "size": summary["size_bytes"], "details": _details(request, model)}  # fmt: skip
-
-
-async def tags(request: Request) -> JSONResponse:
-    store: ModelStore = request.app.state.store
-    return JSONResponse({"models": [_entry(request, m) for m in store.list_ids()]})
-
-
-async def show(request: Request) -> JSONResponse:
-    body = await parse_body(request, ModelRequest)
-    store: ModelStore = request.app.state.store
-    registry: EngineRegistry = request.app.state.registry
-    model_id = _known(store, body.id)
-    model = store.get(model_id)
-    info = registry.get(model.engine).describe(model)
-    architecture = info.architecture or "unknown"
-    return JSONResponse({
-        "modelfile": "", "parameters": "", "template": "",
-        "details": _details(request, model),
-        "model_info": {"general.architecture": architecture,
-                       f"{architecture}.context_length": info.context_window},
-        # Every model calls tools here: through its template, or the fallback prompt.
-        "capabilities": ["completion", "tools"],
-        "modified_at": _entry(request, model_id)["modified_at"],
-    })  # fmt: skip
-
-
-async def ps(request: Request) -> JSONResponse:
-    lifecycle: Lifecycle = request.app.state.lifecycle
-    models = []
-    for slot in lifecycle.slots():
-        if slot.runner is None:
-            continue
-        expires = slot.expires_at if slot.expires_at is not None else time.time() + 10**8
-        models.append({"name": slot.model.id, "model": slot.model.id,
-                       "size": slot.memory_bytes or 0, "size_vram": 0,
-                       "details": _details(request, slot.model),
-                       "expires_at": datetime.fromtimestamp(expires, UTC).isoformat()})  # fmt: skip
-    return JSONResponse({"models": models})
-
-
-async def version(request: Request) -> JSONResponse:
-    return JSONResponse({"version": __version__})
-
-
-async def delete(request: Request) -> Response:
-    body = await parse_body(request, ModelRequest)
-    store: ModelStore = request.app.state.store
-    model_id = _known(store, body.id)
-    request.app.state.lifecycle.unload_model(model_id)
-    await asyncio.to_thread(store.remove, model_id)
-    return Response(status_code=200)
-
-
-async def pull(request: Request) -> Response:
-    """Pulls `org/repo` (or `org/repo:file.gguf`) from the Hugging Face Hub into the store."""
-    body = await parse_body(request, PullRequest)
-    settings: Settings = request.app.state.settings
-    store: ModelStore = request.app.state.store
-    registry: EngineRegistry = request.app.state.registry
-    repo, _, tag = (body.id or "").partition(":")
-    filename = tag if tag.endswith(".gguf") else None
-    name = validate_model_id(repo)
-
-    def run() -> None:
-        hub.pull(store, repo, model_id=name, filename=filename, engine="openvino",
-                 endpoint=settings.hf_endpoint,
-                 context_window=registry.context_window_of("openvino"))  # fmt: skip
-
-    if not body.stream:
-        await asyncio.to_thread(run)
-        return JSONResponse({"status": "success"})
-
-    async def progress() -> AsyncIterator[dict[str, Any]]:
-        yield {"status": "pulling manifest"}
-        await asyncio.to_thread(run)  # the Hub client reports no progress we could pass on
-        yield {"status": "verifying sha256 digest"}
-        yield {"status": "success"}
-
-    return ndjson_response(progress())
-
-
-def _known(store: ModelStore, model_id: str | None) -> str:
-    if not model_id or model_id not in store.list_ids():
-        raise ModelNotFoundError(f"model {model_id!r} not found", param="model")
-    return model_id
-
-
 def routes() -> list[BaseRoute]:
     return [
-        Route("/api/version", version, methods=["GET"]),
-        Route("/api/tags", tags, methods=["GET"]),
-        Route("/api/show", show, methods=["POST"]),
-        Route("/api/ps", ps, methods=["GET"]),
+        Route("/api/version", ollama_models.version, methods=["GET"]),
+        Route("/api/tags", ollama_models.tags, methods=["GET"]),
+        Route("/api/show", ollama_models.show, methods=["POST"]),
+        Route("/api/ps", ollama_models.ps, methods=["GET"]),
         Route("/api/chat", chat, methods=["POST"]),
         Route("/api/generate", generate, methods=["POST"]),
-        Route("/api/pull", pull, methods=["POST"]),
-        Route("/api/delete", delete, methods=["DELETE"]),
+        Route("/api/pull", ollama_models.pull, methods=["POST"]),
+        Route("/api/delete", ollama_models.delete, methods=["DELETE"]),
     ]

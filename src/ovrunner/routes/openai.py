@@ -105,12 +105,22 @@ def _json_schema(response_format: ResponseFormat | None) -> str | None:
     return json.dumps(response_format.json_schema.schema_)
 
 
+def _refuse_logit_bias(body: ChatCompletionRequest | CompletionRequest) -> None:
+    if body.logit_bias:
+        raise UnsupportedParameterError(
+            "logit_bias is not supported: OpenVINO GenAI has no per-token bias (to keep "
+            "generating past the end of text, send ignore_eos: true)",
+            param="logit_bias",
+        )
+
+
 def _keep_alive(body: ChatCompletionRequest | CompletionRequest) -> float | None:
     return None if body.keep_alive is None else parse_keep_alive(body.keep_alive)
 
 
 async def create_chat_completion(request: Request) -> Response:
     body = await parse_body(request, ChatCompletionRequest)
+    _refuse_logit_bias(body)
     if body.top_logprobs:
         raise UnsupportedParameterError(
             "top_logprobs > 0 is not supported: this engine reports only the sampled token's "
@@ -150,6 +160,7 @@ async def create_chat_completion(request: Request) -> Response:
 
 async def create_completion(request: Request) -> Response:
     body = await parse_body(request, CompletionRequest)
+    _refuse_logit_bias(body)
     if body.echo or body.suffix:
         raise UnsupportedParameterError(
             "echo and suffix are not supported", param="echo" if body.echo else "suffix"

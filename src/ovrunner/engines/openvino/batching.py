@@ -160,7 +160,7 @@ class OpenVINORunner(Runner):
         self.context_window = info.context_window
         self._genai = import_genai()
         self._tokenizer = tokenizer
-        self.chat_format = read_chat_format(tokenizer)
+        self.chat_format = read_chat_format(tokenizer, model.tool_format)
         self._decode_many = decode_many
         self._start_process = start_process
         self._crash_limit, self._crash_window_s = config.crash_limit, config.crash_window_s

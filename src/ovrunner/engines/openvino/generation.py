@@ -18,8 +18,9 @@ from ovrunner.errors import (
     EngineUnavailableError,
     InvalidRequestError,
     InvalidValueError,
+    ModelLoadFailedError,
 )
-from ovrunner.tools.formats import ChatFormat, detect
+from ovrunner.tools.formats import FORMATS, ChatFormat, detect
 from ovrunner.tools.prompting import template_input
 from ovrunner.tools.spec import CallConstraint
 
@@ -138,15 +139,20 @@ def with_tool_constraint(request: GenerationRequest, chat: ChatFormat) -> Sampli
     return replace(request.sampling, tool_calls=chat.constraint(request.tools))
 
 
-def read_chat_format(tokenizer: Any) -> ChatFormat:
-    """The model's way with tools and reasoning, from its chat template."""
+def read_chat_format(tokenizer: Any, tool_format: str | None = None) -> ChatFormat:
+    """The model's way with tools and reasoning, from its chat template (and the family its
+    manifest names, if any)."""
+    if tool_format is not None and tool_format not in FORMATS:
+        raise ModelLoadFailedError(
+            f"the manifest's tool_format {tool_format!r} is not one of {', '.join(FORMATS)}"
+        )
     template = str(tokenizer.chat_template or "")
     try:
         opening = str(tokenizer.apply_chat_template([{"role": "user", "content": "x"}],
                                                     add_generation_prompt=True))  # fmt: skip
     except RuntimeError:
         opening = ""
-    return detect(template, opening)
+    return detect(template, opening, tool_format)
 
 
 def render_prompt(tokenizer: Any, request: GenerationRequest, chat: ChatFormat) -> str:

@@ -168,7 +168,7 @@ class NpuRunner(Runner):
         self._genai = import_genai()
         self._pipeline = pipeline
         self._tokenizer = pipeline.get_tokenizer()
-        self.chat_format = read_chat_format(self._tokenizer)
+        self.chat_format = read_chat_format(self._tokenizer, model.tool_format)
         self._decode_many = decoder(self._tokenizer, model)
         self._defaults = pipeline.get_generation_config()
         self._lock = asyncio.Lock()  # the device runs one generation at a time
