@@ -53,7 +53,7 @@ def ask(client: openai.OpenAI, case: int, *, named: bool, stream: bool) -> list[
     name = tool["function"]["name"]
     choice: Any = {"type": "function", "function": {"name": name}} if named else "required"
     request = dict(model=MODEL, messages=[{"role": "user", "content": prompt}], tools=tools,
-                   tool_choice=choice, temperature=0, max_tokens=120)  # fmt: skip
+                   tool_choice=choice, temperature=0, max_tokens=160)  # fmt: skip
     if stream:
         calls, content, finish = streamed_calls(
             client.chat.completions.create(stream=True, **request)
