@@ -77,7 +77,7 @@ class _LiveCollector(Collector):
             if slot.runner is not None:
                 stats = slot.runner.stats()
                 for kind in ("running", "waiting"):
-                    queue.add_metric([slot.model.id, slot.engine, kind], stats.get(kind, 0))
+                    queue.add_metric([slot.model.id, slot.engine, kind], getattr(stats, kind))
         for state, count in states.items():
             loaded.add_metric([state.value], count)
         busy = GaugeMetricFamily("ovrunner_busy_counter_microseconds",

@@ -44,7 +44,7 @@ def runner(tiny_model: ModelRef, tmp_path: Path) -> Iterator[OpenVINORunner]:
 
 
 def kill_engine(runner: OpenVINORunner) -> int:
-    pid = runner.stats()["engine_pid"]
+    pid = runner.stats().engine_pid
     os.kill(pid, signal.SIGKILL)
     return pid
 
@@ -83,13 +83,13 @@ def test_a_kill_mid_stream_resumes_every_stream(runner: OpenVINORunner) -> None:
         results = await asyncio.gather(
             stream(runner, requests[0], maybe_kill), *(stream(runner, r) for r in requests[1:])
         )
-        assert killed and runner.stats()["engine_pid"] != killed[0]
+        assert killed and runner.stats().engine_pid != killed[0]
         return results
 
     for deltas in asyncio.run(scenario()):
         assert_whole(deltas, 120)
         assert deltas[0].prompt_tokens == deltas[-1].prompt_tokens  # the original prompt's
-    assert runner.stats()["restarts"] == 1 and runner.stats()["admitted"] == 0
+    assert runner.stats().restarts == 1 and runner.stats().admitted == 0
     assert runner.failure is None
 
 
@@ -102,7 +102,7 @@ def test_an_engine_killed_while_idle_is_restarted_for_the_next_request(
         return await stream(runner, GenerationRequest(prompt="hi", sampling=LONG))
 
     assert_whole(asyncio.run(scenario()), 120)
-    assert runner.stats()["restarts"] == 1
+    assert runner.stats().restarts == 1
 
 
 def test_a_request_that_fails_the_step_gets_the_error_and_the_others_go_on(
@@ -130,7 +130,7 @@ def test_a_request_that_fails_the_step_gets_the_error_and_the_others_go_on(
     deltas, error = asyncio.run(scenario())
     assert "this request failed the engine" in str(error)
     assert_whole(deltas, 120)
-    assert runner.stats()["restarts"] == 1
+    assert runner.stats().restarts == 1
 
 
 @pytest.mark.parametrize(
@@ -150,7 +150,7 @@ def test_a_request_that_cannot_be_resumed_ends_with_the_error(
             await kill_while_in_flight(runner, stream(runner, request))
 
     asyncio.run(asyncio.wait_for(scenario(), 60))
-    assert runner.stats()["admitted"] == 0
+    assert runner.stats().admitted == 0
 
 
 def test_a_kill_before_the_first_token_resumes_from_the_prompt(runner: OpenVINORunner) -> None:
@@ -159,16 +159,16 @@ def test_a_kill_before_the_first_token_resumes_from_the_prompt(runner: OpenVINOR
         return await kill_while_in_flight(runner, stream(runner, request))
 
     assert_whole(asyncio.run(asyncio.wait_for(scenario(), 60)), 120)
-    assert runner.stats()["restarts"] == 1
+    assert runner.stats().restarts == 1
 
 
 async def kill_while_in_flight(runner: OpenVINORunner, work: Awaitable[T]) -> T:
     """Run `work` (one request) with the engine frozen, so that it is sent but gets no token,
     then kill the engine: the tiny model is too quick to kill at a chosen point otherwise."""
-    pid = runner.stats()["engine_pid"]
+    pid = runner.stats().engine_pid
     os.kill(pid, signal.SIGSTOP)
     task = asyncio.ensure_future(work)
-    while runner.stats()["admitted"] == 0:
+    while runner.stats().admitted == 0:
         await asyncio.sleep(0.005)
     await asyncio.sleep(0.05)  # past the tokenizer and into the engine's pipe
     os.kill(pid, signal.SIGKILL)
@@ -182,7 +182,7 @@ def test_a_crash_loop_stops_the_restarts(runner: OpenVINORunner) -> None:
         for restarts in range(1, LoadConfig().crash_limit):
             kill_engine(runner)
             assert (await stream(runner, short))[-1].completion_tokens == 4
-            assert runner.stats()["restarts"] == restarts
+            assert runner.stats().restarts == restarts
         kill_engine(runner)
         with pytest.raises(CrashLoopError, match=f"failed {LoadConfig().crash_limit} times"):
             await stream(runner, short)

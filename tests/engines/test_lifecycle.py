@@ -177,15 +177,15 @@ def test_a_killed_engine_is_restarted_in_the_same_runner_without_a_reload(
         lease = await life.acquire("tiny-a")
         long = GenerationRequest(prompt="hi", sampling=SamplingParams(max_tokens=64,
                                                                       ignore_eos=True))  # fmt: skip
-        pid = lease.runner.stats()["engine_pid"]
+        pid = lease.runner.stats().engine_pid
         async with aclosing(lease.runner.generate(long)) as deltas:
             async for delta in deltas:
-                if delta.completion_tokens and lease.runner.stats()["engine_pid"] == pid:
+                if delta.completion_tokens and lease.runner.stats().engine_pid == pid:
                     os.kill(pid, signal.SIGKILL)
         assert delta.completion_tokens == 64
         lease.release()
         assert [s.leases for s in life.slots()] == [0]
-        assert lease.runner.stats()["restarts"] == 1
+        assert lease.runner.stats().restarts == 1
         await life.close()
 
     asyncio.run(scenario())
@@ -218,7 +218,7 @@ def test_a_crash_loop_is_a_503_until_the_model_is_unloaded(store: ModelStore) ->
         life = lifecycle(store, loads)
         for _ in range(LoadConfig().crash_limit):
             runner = await life.runner_for("tiny-a")
-            os.kill(runner.stats()["engine_pid"], signal.SIGKILL)
+            os.kill(runner.stats().engine_pid, signal.SIGKILL)
             try:
                 await generate(life)
             except CrashLoopError:

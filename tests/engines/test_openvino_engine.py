@@ -40,7 +40,7 @@ async def wait_until_idle(runner: OpenVINORunner, timeout: float = 5.0) -> float
     started = time.monotonic()
     while time.monotonic() - started < timeout:
         stats = runner.stats()
-        if stats["running"] == 0 and not stats["pipeline_busy"]:
+        if stats.running == 0 and not stats.pipeline_busy:
             return time.monotonic() - started
         await asyncio.sleep(0.01)
     raise AssertionError(f"the pipeline still holds requests: {runner.stats()}")
@@ -164,14 +164,14 @@ def test_closing_the_stream_cancels_the_request(tiny_runner: OpenVINORunner) -> 
             received += delta.completion_tokens > 0
             if received == 3:
                 break
-        steps = tiny_runner.stats()["steps"]
+        steps = tiny_runner.stats().steps
         await deltas.aclose()
         await wait_until_idle(tiny_runner, timeout=30)
-        return tiny_runner.stats()["steps"] - steps
+        return tiny_runner.stats().steps - steps
 
     steps_after_close = asyncio.run(scenario())
     assert steps_after_close < 200  # without the cancel, ~390 more steps
-    assert tiny_runner.stats()["admitted"] == 0
+    assert tiny_runner.stats().admitted == 0
 
 
 def test_eight_concurrent_requests_complete_and_share_steps(tiny_runner: OpenVINORunner) -> None:
@@ -181,14 +181,14 @@ def test_eight_concurrent_requests_complete_and_share_steps(tiny_runner: OpenVIN
     async def scenario() -> list[list[GenerationDelta]]:
         return await asyncio.gather(*(collect(tiny_runner, raw(p, sampling)) for p in prompts))
 
-    steps_before = tiny_runner.stats()["steps"]
+    steps_before = tiny_runner.stats().steps
     results = asyncio.run(scenario())
     assert all(r[-1].completion_tokens == 32 for r in results)
     assert all(r[-1].finish_reason is FinishReason.LENGTH for r in results)
     stats = tiny_runner.stats()
-    assert stats["max_batch"] > 1
+    assert stats.max_batch > 1
     # Batched: far fewer steps than 8 requests x 32 tokens run one after another.
-    assert stats["steps"] - steps_before < 8 * 32 / 2
+    assert stats.steps - steps_before < 8 * 32 / 2
 
 
 def test_prompt_beyond_context_is_refused(tiny_runner: OpenVINORunner) -> None:

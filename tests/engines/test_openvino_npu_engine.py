@@ -117,7 +117,7 @@ def test_closing_the_stream_frees_the_device(npu_runner: NpuRunner) -> None:
             async for _ in deltas:
                 break
         closed = loop.time() - started  # aclose returns once the pipeline has stopped
-        assert not npu_runner.stats()["running"]
+        assert not npu_runner.stats().running
         await collect(npu_runner, GenerationRequest(prompt="next", sampling=GREEDY))
         return whole, closed
 
@@ -125,7 +125,7 @@ def test_closing_the_stream_frees_the_device(npu_runner: NpuRunner) -> None:
     # closing would wait for the rest of the 256 tokens (measured: about half of them).
     whole, closed = asyncio.run(scenario())
     assert closed < whole / 10, (whole, closed)  # measured: ~4 ms against ~220 ms
-    assert npu_runner.stats()["admitted"] == 0
+    assert npu_runner.stats().admitted == 0
 
 
 def test_structured_output_is_enforced(npu_runner: NpuRunner) -> None:

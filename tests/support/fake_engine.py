@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator
-from typing import Any
 
 from ovrunner.engines.base import (
     Engine,
@@ -18,6 +17,7 @@ from ovrunner.engines.base import (
     ModelInfo,
     ModelRef,
     Runner,
+    RunnerStats,
 )
 from ovrunner.errors import EngineError
 
@@ -45,8 +45,8 @@ class FakeRunner(Runner):
         finally:
             self.active -= 1
 
-    def stats(self) -> dict[str, Any]:
-        return {"running": self.active, "waiting": 0}
+    def stats(self) -> RunnerStats:
+        return RunnerStats(admitted=self.active, running=self.active, waiting=0)
 
     def close(self) -> None:
         pass

@@ -188,6 +188,36 @@ class Capabilities:
 
 
 @dataclass(frozen=True)
+class RunnerStats:
+    """What every runner reports at a point in time (`/engines/ps`, the metrics); engines
+    extend it with their own counters."""
+
+    admitted: int  # requests inside the runner: running, or waiting their turn
+    running: int
+    waiting: int
+
+
+@dataclass(frozen=True)
+class BatchingStats(RunnerStats):
+    """The continuous-batching runner's, from its engine process's last report."""
+
+    steps: int
+    max_batch: int
+    cache_usage: float
+    kv_cache_bytes: int
+    pipeline_busy: bool
+    engine_pid: int | None
+    restarts: int
+    restarting: bool
+
+
+@dataclass(frozen=True)
+class NpuStats(RunnerStats):
+    max_prompt_len: int
+    max_new_tokens: int
+
+
+@dataclass(frozen=True)
 class LoadConfig:
     device: str = "CPU"
     # KV-cache size in GB for continuous batching; bounds the cache's memory.
@@ -233,8 +263,8 @@ class Runner(abc.ABC):
         return None
 
     @abc.abstractmethod
-    def stats(self) -> dict[str, Any]:
-        """Point-in-time counters: running and waiting requests, cache usage."""
+    def stats(self) -> RunnerStats:
+        """Point-in-time counters: running and waiting requests, and the engine's own."""
 
     @abc.abstractmethod
     def close(self) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -87,7 +89,7 @@ async def engines_ps(request: Request) -> JSONResponse:
                 "keep_alive_s": None if slot.keep_alive < 0 else slot.keep_alive,
                 "expires_at": slot.expires_at,
                 "memory_bytes": slot.memory_bytes,
-                "stats": runner.stats() if runner else None,
+                "stats": dataclasses.asdict(runner.stats()) if runner else None,
             }
         )
     return JSONResponse({"runners": runners})

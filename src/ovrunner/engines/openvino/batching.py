@@ -21,6 +21,7 @@ from typing import Any
 import numpy
 
 from ovrunner.engines.base import (
+    BatchingStats,
     EngineState,
     GenerationDelta,
     GenerationRequest,
@@ -346,21 +347,21 @@ class OpenVINORunner(Runner):
             self._process.failure  # noqa: B018 - finds an engine that died idle; restarts it
         return self._failure
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> BatchingStats:
         engine = self._process.stats
-        return {
-            "admitted": self._admitted,
-            "running": engine.running,
-            "waiting": max(0, self._admitted - engine.running),
-            "steps": engine.steps,
-            "max_batch": engine.max_batch,
-            "cache_usage": engine.cache_usage,
-            "kv_cache_bytes": engine.kv_cache_bytes,
-            "pipeline_busy": engine.pipeline_busy,
-            "engine_pid": self._process.pid,
-            "restarts": self.restarts,
-            "restarting": self._restarting is not None,
-        }
+        return BatchingStats(
+            admitted=self._admitted,
+            running=engine.running,
+            waiting=max(0, self._admitted - engine.running),
+            steps=engine.steps,
+            max_batch=engine.max_batch,
+            cache_usage=engine.cache_usage,
+            kv_cache_bytes=engine.kv_cache_bytes,
+            pipeline_busy=engine.pipeline_busy,
+            engine_pid=self._process.pid,
+            restarts=self.restarts,
+            restarting=self._restarting is not None,
+        )
 
     def close(self) -> None:
         self._process.close()

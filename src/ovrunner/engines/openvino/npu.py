@@ -27,6 +27,7 @@ from ovrunner.engines.base import (
     LoadConfig,
     ModelInfo,
     ModelRef,
+    NpuStats,
     Runner,
     is_npu,
 )
@@ -245,14 +246,14 @@ class NpuRunner(Runner):
     def _decode(self, ids: Sequence[int]) -> str:
         return self._decode_many([list(ids)])[0]
 
-    def stats(self) -> dict[str, Any]:
-        return {
-            "admitted": self._admitted,
-            "running": int(self._generating),
-            "waiting": max(0, self._admitted - int(self._generating)),
-            "max_prompt_len": self.limits.max_prompt_len,
-            "max_new_tokens": self.limits.max_new_tokens,
-        }
+    def stats(self) -> NpuStats:
+        return NpuStats(
+            admitted=self._admitted,
+            running=int(self._generating),
+            waiting=max(0, self._admitted - int(self._generating)),
+            max_prompt_len=self.limits.max_prompt_len,
+            max_new_tokens=self.limits.max_new_tokens,
+        )
 
     def close(self) -> None:
         self._pipeline = None
