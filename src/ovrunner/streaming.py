@@ -76,27 +76,40 @@ def sse_response(
     `on_close` runs once the response is over, however it ended (completed, the client gone
     before the first event, a send that failed, the server cancelling the request).
     """
-    return _OwnedEventSource(
+    events = _OwnedEventSource(
         _events(chunks, dialect),
         ping=PING_SECONDS,
         sep="\n",
         shutdown_grace_period=shutdown_grace_s * 0.9,
-        on_close=on_close,
     )
+    return _owned(events, on_close)
 
 
-class _OwnedEventSource(EventSourceResponse):
-    def __init__(self, *args: Any, on_close: Callable[[], Awaitable[None]] | None,
-                 **kwargs: Any) -> None:  # fmt: skip
-        super().__init__(*args, **kwargs)
-        self._on_close = on_close
+class _RunsOnClose:
+    """A response that runs its `_on_close` once it is over, however it ended (completed,
+    the client gone before the first byte, a send that failed, the server cancelling)."""
+
+    _on_close: Callable[[], Awaitable[None]] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            await super().__call__(scope, receive, send)
+            await super().__call__(scope, receive, send)  # type: ignore[misc]
         finally:
             if self._on_close is not None:
                 await self._on_close()
+
+
+class _OwnedEventSource(_RunsOnClose, EventSourceResponse):
+    pass
+
+
+class _OwnedStreamingResponse(_RunsOnClose, StreamingResponse):
+    pass
+
+
+def _owned(response: _RunsOnClose, on_close: Callable[[], Awaitable[None]] | None) -> Any:
+    response._on_close = on_close
+    return response
 
 
 def ndjson_response(
@@ -112,18 +125,4 @@ def ndjson_response(
             line = error_body(item, Dialect.OLLAMA) if isinstance(item, OvrunnerError) else item
             yield (json.dumps(line, ensure_ascii=False) + "\n").encode()
 
-    return _OwnedStreamingResponse(body(), media_type="application/x-ndjson", on_close=on_close)
-
-
-class _OwnedStreamingResponse(StreamingResponse):
-    def __init__(self, *args: Any, on_close: Callable[[], Awaitable[None]] | None,
-                 **kwargs: Any) -> None:  # fmt: skip
-        super().__init__(*args, **kwargs)
-        self._on_close = on_close
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            if self._on_close is not None:
-                await self._on_close()
+    return _owned(_OwnedStreamingResponse(body(), media_type="application/x-ndjson"), on_close)

@@ -154,23 +154,29 @@ async def _answer(request: Request, model: str, generation: Generation, clock: _
         return ndjson_response(lines, on_close=generation.aclose)
     result = await answers.collect_whole(request, generation, 1)
     choice = result.choices[0]
-    body: dict[str, Any] = {"model": model, "created_at": _now()}
-    if key == "message":
-        message: dict[str, Any] = {"role": "assistant", "content": choice.text}
-        if choice.reasoning:
-            message["thinking"] = choice.reasoning
-        if choice.calls:
-            message["tool_calls"] = _calls(choice.tool_calls())
-        body["message"] = message
-    else:
-        body["response"] = choice.text
-        if choice.reasoning:
-            body["thinking"] = choice.reasoning
-    if choice.logprobs:
-        body["logprobs"] = _logprobs(choice.logprobs)
+    body = _piece(model, key, choice.text, choice.reasoning, choice.logprobs)
+    if choice.calls:
+        body["message"]["tool_calls"] = _calls(choice.tool_calls())
     body.update(done=True, done_reason="length" if choice.finish_reason == "length" else "stop",
                 **clock.stats(generation))  # fmt: skip
     return JSONResponse(body)
+
+
+def _piece(model: str, key: str, text: str, reasoning: str | None,
+           logprobs: Sequence[TokenLogprob]) -> dict[str, Any]:  # fmt: skip
+    """An answer or a piece of one: chat's `message` or generate's `response`."""
+    piece: dict[str, Any] = {"model": model, "created_at": _now()}
+    if key == "message":
+        piece["message"] = {"role": "assistant", "content": text}
+        if reasoning:
+            piece["message"]["thinking"] = reasoning
+    else:
+        piece["response"] = text
+        if reasoning:
+            piece["thinking"] = reasoning
+    if logprobs:
+        piece["logprobs"] = _logprobs(logprobs)
+    return piece
 
 
 async def _lines(model: str, generation: Generation, clock: _Clock,
@@ -183,17 +189,7 @@ async def _lines(model: str, generation: Generation, clock: _Clock,
             finish = delta.finish_reason.value if delta.finish_reason else finish
             if not (delta.text or delta.reasoning or delta.logprobs):
                 continue
-            line: dict[str, Any] = {"model": model, "created_at": _now()}
-            if key == "message":
-                line["message"] = {"role": "assistant", "content": delta.text}
-                if delta.reasoning:
-                    line["message"]["thinking"] = delta.reasoning
-            else:
-                line["response"] = delta.text
-                if delta.reasoning:
-                    line["thinking"] = delta.reasoning
-            if delta.logprobs:
-                line["logprobs"] = _logprobs(delta.logprobs)
+            line = _piece(model, key, delta.text, delta.reasoning, delta.logprobs)
             yield {**line, "done": False}
     if collected.calls:  # Ollama sends each call whole, not in fragments
         message = {"role": "assistant", "content": "", "tool_calls": _calls(collected.tool_calls())}
