@@ -52,7 +52,7 @@ LOG_LINE = re.compile(
     r"|(INFO|WARNING|ERROR) ovrunner\.(lifecycle|app|engines(\.\w+)+): [^\n]*"
     r"|INFO:     (Started server process \[\d+\]|Waiting for application (startup|shutdown)\."
     r"|Application (startup|shutdown) complete\.|Uvicorn running on \S+ \(Press CTRL\+C to quit\)"
-    r"|Shutting down|Finished server process \[\d+\]|Waiting for background tasks to complete\."
+    r"|Shutting down|Finished server process \[\d+\]|Waiting for background tasks to complete\.( \(CTRL\+C to force quit\))?"
     r"|Waiting for connections to close\. \(CTRL\+C to force quit\))"
     r"|imported \w+ \(gguf\)"
 )
