@@ -31,8 +31,9 @@ test: $(VENV)/.test-installed
 	$(BIN)/mypy
 	$(BIN)/python -m pytest $(ARGS)
 
-# The peer server for the benchmark, compiled from source (about 9 minutes on 2 cores) in its
-# own virtual environment, never in ovrunner's.
+# The peers of the benchmark, compiled from source: llama.cpp's own llama-server (about 4-9
+# minutes on 2 cores, bench/build_llama_server.sh) and the llama-cpp-python server (about 9),
+# in their own directory and virtual environment, never in ovrunner's.
 PEER_VENV := bench/.peer-venv
 
 $(PEER_VENV)/.installed:
@@ -40,9 +41,12 @@ $(PEER_VENV)/.installed:
 	$(PEER_VENV)/bin/python -m pip install --quiet 'llama-cpp-python[server]'
 	touch $@
 
-bench-peer: $(PEER_VENV)/.installed
+bench/.peer/llama-server: bench/build_llama_server.sh | $(BIN)/python
+	bench/build_llama_server.sh "$(BIN)/python -m pip" bench/.peer
 
-bench: $(VENV)/.test-installed $(PEER_VENV)/.installed
+bench-peer: bench/.peer/llama-server $(PEER_VENV)/.installed
+
+bench: $(VENV)/.test-installed bench/.peer/llama-server $(PEER_VENV)/.installed
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python -m bench.suite $(ARGS)
 

@@ -3,13 +3,17 @@
 At each concurrency level the same chat prompts go, back to back, to
 - `raw`: OpenVINO GenAI's `ContinuousBatchingPipeline` stepped in this process (the limit);
 - `ovrunner`: `ovrunner serve` on the same model, streamed over HTTP;
-- `llama-cpp`: the llama-cpp-python server on the same GGUF file (built in its own virtual
-  environment by `make bench-peer`; skipped, and said so, when it is not there).
+- `llama-server`: llama.cpp's own server on the same GGUF file, with parallel slots and
+  continuous batching, two threads (built by `make bench-peer`: bench/build_llama_server.sh),
+  measured every round like ovrunner: the peer to beat;
+- `llama-cpp`: the llama-cpp-python server, once per level (it serializes requests).
+A peer that is not built is skipped, and said so.
 Then targeted measurements on ovrunner: its resident memory (with its engine process) idle and
 at its peak, time to first token with a 1,500-token shared system prompt (prefix cache), and
 start-up time cold against warm (saved IR, compile cache).
 
     python -m bench.suite [--levels 1 4 8 16] [--max-tokens 128] [--peer-python PATH]
+                          [--llama-server PATH]
 
 Writes bench/results/suite.json, bench/results/suite.md and bench/results/suite.png.
 """
@@ -37,6 +41,7 @@ from bench.throughput import MODEL, RawPipeline, prompts
 
 RESULTS = Path("bench/results")
 PEER_PYTHON = Path("bench/.peer-venv/bin/python")
+LLAMA_SERVER = Path("bench/.peer/llama-server")
 EOS_BIAS = {"2": -100}  # <|im_end|>: keeps every system generating max_tokens
 
 
@@ -192,20 +197,30 @@ def run_http(system: str, base_url: str, model: str, texts: list[str], max_token
 # -- the peer ----------------------------------------------------------------------------------
 
 
-class PeerServer:
+def llama_cpp_python(python: Path, gguf: Path, port: int) -> list[str]:
     """llama-cpp-python's OpenAI server on the same GGUF, with the same two threads."""
+    return [str(python), "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1",
+            "--port", str(port), "--n_threads", "2", "--n_ctx", "4096",
+            # Its default cuts a running stream whenever another request arrives.
+            "--interrupt_requests", "False"]  # fmt: skip
 
-    def __init__(self, python: Path, gguf: Path, log: Path) -> None:
+
+def llama_server(binary: Path, gguf: Path, port: int) -> list[str]:
+    """llama.cpp's server: 16 parallel slots sharing a 32k context, continuous batching,
+    the same two threads as ovrunner's engine."""
+    return [str(binary), "-m", str(gguf), "--host", "127.0.0.1", "--port", str(port),
+            "-t", "2", "-np", "16", "-c", "32768", "--cont-batching"]  # fmt: skip
+
+
+class PeerServer:
+    """A peer server process on a free port, started from `command(port)`."""
+
+    def __init__(self, command: list[str] | None, log: Path, make=None) -> None:  # type: ignore[no-untyped-def]
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self._log = log.open("wb")
-        self.process = subprocess.Popen(
-            [str(python), "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1",
-             "--port", str(self.port), "--n_threads", "2", "--n_ctx", "4096",
-             # Its default cuts a running stream whenever another request arrives.
-             "--interrupt_requests", "False"],
-            stdout=self._log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+        argv = make(self.port) if make is not None else command
+        self.process = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline and self.process.poll() is None:
             try:
@@ -214,7 +229,7 @@ class PeerServer:
             except httpx.TransportError:
                 time.sleep(0.3)
         self.stop()
-        raise RuntimeError(f"the llama-cpp-python server did not start; see {log}")
+        raise RuntimeError(f"the peer server did not start; see {log}")
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -279,6 +294,7 @@ def main(argv: list[str] | None = None) -> int:
         help="measurements of raw and ovrunner per level, in alternating order",
     )
     parser.add_argument("--peer-python", type=Path, default=PEER_PYTHON)
+    parser.add_argument("--llama-server", type=Path, default=LLAMA_SERVER)
     args = parser.parse_args(argv)
     RESULTS.mkdir(parents=True, exist_ok=True)
 
@@ -291,15 +307,19 @@ def main(argv: list[str] | None = None) -> int:
     def count_tokens(text: str) -> int:
         return int(raw.tokenizer.encode(text, add_special_tokens=False).input_ids.shape[1])
 
-    peer = None
+    gguf = (model_dir / "model.gguf").resolve()
+    peer = rival = None
     if args.peer_python.exists():
-        peer = PeerServer(
-            args.peer_python, (model_dir / "model.gguf").resolve(), RESULTS / "peer.log"
-        )
+        peer = PeerServer(None, RESULTS / "peer.log",
+                          make=lambda port: llama_cpp_python(args.peer_python, gguf, port))  # fmt: skip
     else:
-        print(
-            f"no peer: {args.peer_python} is missing (make bench-peer builds it)", file=sys.stderr
-        )
+        print(f"no llama-cpp-python peer: {args.peer_python} is missing", file=sys.stderr)
+    if args.llama_server.exists():
+        rival = PeerServer(None, RESULTS / "llama-server.log",
+                           make=lambda port: llama_server(args.llama_server, gguf, port))  # fmt: skip
+    else:
+        print(f"no llama-server: {args.llama_server} is missing (make bench-peer builds it)",
+              file=sys.stderr)  # fmt: skip
     levels: list[Level] = []
     memory = {"idle_mib": resident_mib(server.process.pid)}
     try:
@@ -307,10 +327,16 @@ def main(argv: list[str] | None = None) -> int:
             texts = prompts(level)
             run_raw(raw, texts, 4)  # warm each path at this level
             run_http("ovrunner", server.base_url, MODEL, texts, 4, count_tokens)
+            if rival is not None:
+                run_http("llama-server", rival.base_url, MODEL, texts, 4, count_tokens)
             for round_ in range(args.rounds):
                 pair = [lambda texts=texts: run_raw(raw, texts, args.max_tokens),
                         lambda texts=texts: run_http("ovrunner", server.base_url, MODEL, texts,
                                                      args.max_tokens, count_tokens)]  # fmt: skip
+                if rival is not None:
+                    pair.append(lambda texts=texts: run_http(
+                        "llama-server", rival.base_url, MODEL, texts, args.max_tokens,
+                        count_tokens, {"logit_bias": EOS_BIAS}))  # fmt: skip
                 for measure in pair if round_ % 2 == 0 else reversed(pair):
                     levels.append(measure())
                     print(json.dumps(levels[-1].row()), flush=True)
@@ -325,8 +351,9 @@ def main(argv: list[str] | None = None) -> int:
         prefix = prefix_cache(server.base_url, count_tokens)
     finally:
         server.stop()
-        if peer is not None:
-            peer.stop()
+        for other in (peer, rival):
+            if other is not None:
+                other.stop()
         shutil.rmtree(store, ignore_errors=True)
 
     rows = combine(levels)
