@@ -60,6 +60,24 @@ class UnsupportedParameterError(InvalidRequestError):
     code = "unsupported_parameter"
 
 
+class WrongModeError(InvalidRequestError):
+    """A request for another mode than the model's (chat on an embedding model)."""
+
+    code = "model_mode_mismatch"
+    _NOUNS: ClassVar[dict[str, str]] = {
+        "completion": "a chat and completion model (/v1/chat/completions)",
+        "embedding": "an embedding model (/v1/embeddings)",
+        "reranking": "a reranking model (/v1/rerank)",
+    }
+
+    def __init__(self, model_id: str, mode: str, wanted: str) -> None:
+        super().__init__(
+            f"the model {model_id!r} is {self._NOUNS.get(mode, mode)}; "
+            f"this request needs {self._NOUNS.get(wanted, wanted).split(' (')[0]}",
+            param="model",
+        )
+
+
 class AuthenticationError(OvrunnerError):
     status_code = 401
     type = "authentication_error"

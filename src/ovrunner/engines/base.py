@@ -17,7 +17,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from ovrunner.errors import InvalidValueError, UnsupportedParameterError
+from ovrunner.errors import InvalidValueError, UnsupportedParameterError, WrongModeError
 from ovrunner.tools.formats import ChatFormat
 from ovrunner.tools.spec import CallConstraint, ToolCallDelta, ToolSpec
 
@@ -30,7 +30,11 @@ class EngineStatus(StrEnum):
 
 
 class Mode(StrEnum):
-    COMPLETION = "completion"
+    """What a model does; a request for another mode is a 400 that says what the model is."""
+
+    COMPLETION = "completion"  # chat and text completion
+    EMBEDDING = "embedding"  # text to vectors
+    RERANKING = "reranking"  # (query, documents) to relevance scores
 
 
 class ModelFormat(StrEnum):
@@ -61,6 +65,7 @@ class ModelRef:
     # The family its tool calls are parsed as (`tools.formats`), when its chat template
     # does not tell: the manifest's `tool_format`.
     tool_format: str | None = None
+    mode: Mode = Mode.COMPLETION
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,8 @@ class ModelInfo:
     id: str
     context_window: int
     architecture: str | None = None
+    # The width of an embedding model's vectors.
+    dimensions: int | None = None
 
 
 @dataclass(frozen=True)
@@ -188,6 +195,40 @@ class Capabilities:
 
 
 @dataclass(frozen=True)
+class EmbeddingRequest:
+    """Texts (or token ids of the model's own tokenizer) to embed. An input longer than the
+    model's window is refused unless `truncate` asks to cut it to the window; a request of
+    more than `max_tokens` tokens in all is refused."""
+
+    texts: tuple[str, ...] = ()
+    token_ids: tuple[tuple[int, ...], ...] | None = None
+    truncate: bool = False
+    max_tokens: int | None = None
+    # The vectors' width, where the model allows another than its own.
+    dimensions: int | None = None
+
+
+@dataclass(frozen=True)
+class Embeddings:
+    vectors: list[list[float]]  # one per input, in order
+    prompt_tokens: int
+
+
+@dataclass(frozen=True)
+class RerankRequest:
+    query: str
+    documents: tuple[str, ...]
+    truncate: bool = False
+    max_tokens: int | None = None
+
+
+@dataclass(frozen=True)
+class RerankScores:
+    scores: list[float]  # one per document, in the documents' order
+    prompt_tokens: int
+
+
+@dataclass(frozen=True)
 class RunnerStats:
     """What every runner reports at a point in time (`/engines/ps`, the metrics); engines
     extend it with their own counters."""
@@ -242,13 +283,25 @@ class Runner(abc.ABC):
     model_id: str
     engine_name: str
     device: str
+    mode: Mode = Mode.COMPLETION
     # Its engine's, so that work holding only the runner (a worker job) can ask.
     capabilities: Capabilities = Capabilities(structured_output=False)
     # How its chat template deals with tools and reasoning (read from the model at load).
     chat_format: ChatFormat = ChatFormat()
 
-    @abc.abstractmethod
-    def generate(self, request: GenerationRequest) -> AsyncGenerator[GenerationDelta, None]: ...
+    # A runner implements the method of its mode; the routes check the mode before leasing
+    # (`routes.serving.require_mode`), so the defaults below are reached only by a bug.
+    def generate(self, request: GenerationRequest) -> AsyncGenerator[GenerationDelta, None]:
+        raise self._wrong_mode(Mode.COMPLETION)
+
+    async def embed(self, request: EmbeddingRequest) -> Embeddings:
+        raise self._wrong_mode(Mode.EMBEDDING)
+
+    async def rerank(self, request: RerankRequest) -> RerankScores:
+        raise self._wrong_mode(Mode.RERANKING)
+
+    def _wrong_mode(self, wanted: Mode) -> WrongModeError:
+        return WrongModeError(self.model_id, self.mode, wanted)
 
     async def count_prompt_tokens(self, request: GenerationRequest) -> int:
         """How many tokens `request`'s prompt is, as `generate` would build it."""
@@ -276,6 +329,7 @@ class Engine(abc.ABC):
 
     name: str
     capabilities: Capabilities = Capabilities()
+    # The modes its runners serve: a model of another mode is not served (421).
     modes: tuple[Mode, ...] = (Mode.COMPLETION,)
     formats: tuple[ModelFormat, ...] = (ModelFormat.GGUF, ModelFormat.OPENVINO_IR)
     # The Python distributions that make up the engine's installation (its `disk_usage`).
@@ -294,7 +348,7 @@ class Engine(abc.ABC):
     def serves(self, model: ModelRef) -> bool:
         """Whether this engine runs `model`; a request pinned to an engine that does not
         serve the model it names gets 421."""
-        return model.engine == self.name
+        return model.engine == self.name and model.mode in self.modes
 
     @abc.abstractmethod
     def describe(self, model: ModelRef) -> ModelInfo:

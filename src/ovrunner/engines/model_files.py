@@ -8,7 +8,8 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import BinaryIO
 
-from ovrunner.engines.base import ModelFormat, ModelInfo, ModelRef
+from ovrunner.engines import encoder_files
+from ovrunner.engines.base import Mode, ModelFormat, ModelInfo, ModelRef
 from ovrunner.errors import ModelLoadFailedError
 
 IR_XML = "openvino_model.xml"
@@ -16,6 +17,11 @@ IR_BIN = "openvino_model.bin"
 
 
 def describe(model: ModelRef) -> ModelInfo:
+    if model.mode is Mode.EMBEDDING:
+        config = encoder_files.embedding_config(model.path)
+        return ModelInfo(model.id, config.window, "embedding", dimensions=config.dimensions)
+    if model.mode is Mode.RERANKING:
+        return ModelInfo(model.id, encoder_files.encoder_window(model.path), "cross-encoder")
     if model.format is ModelFormat.GGUF:
         return _describe_gguf(model)
     return _describe_ir(model)
