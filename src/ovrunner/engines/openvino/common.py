@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from ovrunner.engines import model_files
@@ -95,6 +96,14 @@ class OpenVINOFamily(Engine):
         if request.tools is not None and request.tools.calling:
             for i, tool in enumerate(request.tools.tools):
                 await check.check(tool.parameters, param=f"tools[{i}].function.parameters")
+
+
+def cache_properties(cache_dir: Path | None) -> dict[str, Any]:
+    """The property that keeps OpenVINO's compiled-model cache in `cache_dir`, if one is set."""
+    if cache_dir is None:
+        return {}
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    return {"CACHE_DIR": str(cache_dir)}
 
 
 def open_model(

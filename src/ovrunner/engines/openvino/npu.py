@@ -34,6 +34,7 @@ from ovrunner.engines.base import (
 from ovrunner.engines.decoding.detokenize import IncrementalDetokenizer
 from ovrunner.engines.openvino.common import (
     OpenVINOFamily,
+    cache_properties,
     open_model,
     openvino_status,
     require_device,
@@ -77,7 +78,7 @@ class OpenVINONpuEngine(OpenVINOFamily):
         return openvino_status(self.device, f"; device {self.device}; serves {self.model_id}")
 
     def serves(self, model: ModelRef) -> bool:
-        return model.id == self.model_id
+        return model.id == self.model_id and model.mode in self.modes
 
     def load(self, model: ModelRef, config: LoadConfig) -> Runner:
         genai = import_genai()
@@ -96,9 +97,7 @@ class OpenVINONpuEngine(OpenVINOFamily):
             # "running" after a cancelled generation and refuses the next one; the stateful
             # SDPA backend behaves like the NPU's own pipeline.
             properties["ATTENTION_BACKEND"] = "SDPA"
-        if config.cache_dir is not None:
-            config.cache_dir.mkdir(parents=True, exist_ok=True)
-            properties["CACHE_DIR"] = str(config.cache_dir)
+        properties.update(cache_properties(config.cache_dir))
 
         def construct(source: str, tokenizer: Any, props: dict[str, Any]) -> Any:
             if tokenizer is None:
