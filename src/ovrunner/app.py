@@ -33,7 +33,7 @@ from ovrunner.lifecycle import Lifecycle, parse_keep_alive
 from ovrunner.metrics import AccessLog, Metrics
 from ovrunner.openapi import openapi_json
 from ovrunner.response_store import ResponseStore
-from ovrunner.routes import anthropic, models, ollama, openai, ops, responses, worker
+from ovrunner.routes import anthropic, embeddings, models, ollama, openai, ops, responses, worker
 from ovrunner.security import ApiKeyGuard, BodyLimit, HostGuard
 from ovrunner.settings import Settings
 from ovrunner.store import ModelStore
@@ -101,6 +101,7 @@ def create_app(settings: Settings, registry: EngineRegistry | None = None) -> St
         routes=[
             *models.routes(),
             *openai.routes(),
+            *embeddings.routes(),
             *anthropic.routes(),
             *ollama.routes(),
             *responses.routes(),

@@ -71,12 +71,13 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def _quiet_libraries(level: str) -> None:
     """A server logs its own lines only: the Hub client's request lines and progress bars
-    (a pull) are for a terminal, not for a server's log."""
+    (a pull), and the tokenizer converter's steps (an encoder's first load), are for a
+    terminal, not for a server's log."""
     from huggingface_hub.utils import disable_progress_bars
 
     disable_progress_bars()
     if level.lower() != "debug":
-        for name in ("httpx", "httpx2", "httpcore", "huggingface_hub"):
+        for name in ("httpx", "httpx2", "httpcore", "huggingface_hub", "openvino_tokenizers"):
             logging.getLogger(name).setLevel(logging.WARNING)
 
 
@@ -130,6 +131,38 @@ def _run(args: argparse.Namespace) -> int:
             await lifecycle.close()
 
     asyncio.run(stream())
+    return 0
+
+
+def _embed(args: argparse.Namespace) -> int:
+    """Embed the texts in-process and print the vectors' shape and their cosine matrix: a
+    quick check that an embedding model loads and tells texts apart."""
+    from ovrunner.app import create_app
+    from ovrunner.engines.base import EmbeddingRequest, Mode
+    from ovrunner.errors import WrongModeError
+
+    app = create_app(_settings(args))
+
+    async def embed() -> list[list[float]]:
+        lifecycle = app.state.lifecycle
+        model, _ = lifecycle.resolve(args.model)
+        if model.mode is not Mode.EMBEDDING:
+            raise WrongModeError(model.id, model.mode.value, Mode.EMBEDDING.value)
+        try:
+            runner = await lifecycle.runner_for(args.model)
+            return (await runner.embed(EmbeddingRequest(texts=tuple(args.texts)))).vectors
+        finally:
+            await lifecycle.close()
+
+    vectors = asyncio.run(embed())
+    print(f"{len(vectors)} vectors of {len(vectors[0])} dimensions")
+    norms = [math.sqrt(sum(x * x for x in v)) or 1.0 for v in vectors]
+    print("cosine similarity:")
+    for i, a in enumerate(vectors):
+        row = [
+            sum(x * y for x, y in zip(a, b)) / (norms[i] * norms[j]) for j, b in enumerate(vectors)
+        ]
+        print(f"  [{i}] " + " ".join(f"{c:6.3f}" for c in row) + f"  {args.texts[i][:40]!r}")
     return 0
 
 
@@ -303,6 +336,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--temperature", type=float)
     _settings_flags(run)
     run.set_defaults(handler=_run)
+
+    embed = commands.add_parser("embed", help="embed texts; print the shape and cosine matrix")
+    embed.add_argument("model")
+    embed.add_argument("texts", nargs="+")
+    _settings_flags(embed)
+    embed.set_defaults(handler=_embed)
 
     job = commands.add_parser("job", help="run one bounded worker job and print its JSON")
     job.add_argument("--job", required=True, help="title, summary, notification, memory_candidate")

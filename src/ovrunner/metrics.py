@@ -41,6 +41,14 @@ class Metrics:
                                      ["model"], registry=self.registry)  # fmt: skip
         self.generated_tokens = Counter("ovrunner_generated_tokens", "Tokens generated",
                                         ["model"], registry=self.registry)  # fmt: skip
+        self.encoder_inputs = Counter(
+            "ovrunner_encoder_inputs", "Inputs embedded, or documents reranked",
+            ["model", "mode"], registry=self.registry,
+        )  # fmt: skip
+        self.encoder_tokens = Counter(
+            "ovrunner_encoder_tokens", "Tokens of embedding inputs and reranked pairs",
+            ["model", "mode"], registry=self.registry,
+        )  # fmt: skip
         self.time_to_first_token = Histogram(
             "ovrunner_time_to_first_token_seconds", "From admission to the first generated text",
             ["model"], buckets=_LATENCY_BUCKETS, registry=self.registry,
@@ -49,6 +57,10 @@ class Metrics:
             "ovrunner_model_load_seconds", "Time to load a model into a runner",
             ["model"], buckets=(0.5, 1, 2, 5, 10, 20, 40, 80, 160), registry=self.registry,
         )  # fmt: skip
+
+    def observe_encoded(self, model: str, mode: str, inputs: int, tokens: int) -> None:
+        self.encoder_inputs.labels(model, mode).inc(inputs)
+        self.encoder_tokens.labels(model, mode).inc(tokens)
 
     def observe_usage(self, model: str, prompt_tokens: int, completion_tokens: int) -> None:
         self.prompt_tokens.labels(model).inc(prompt_tokens)

@@ -15,7 +15,15 @@ from starlette.responses import JSONResponse
 
 from ovrunner import __version__
 from ovrunner.protocol.anthropic import CountTokensParams, Message, MessageCreateParams, TokenCount
+from ovrunner.protocol.embeddings import (
+    CreateEmbeddingResponse,
+    EmbeddingCreateRequest,
+    RerankCreateRequest,
+    RerankResponse,
+)
 from ovrunner.protocol.ollama import ChatRequest as OllamaChatRequest
+from ovrunner.protocol.ollama import EmbeddingsRequest as OllamaEmbeddingsRequest
+from ovrunner.protocol.ollama import EmbedRequest as OllamaEmbedRequest
 from ovrunner.protocol.ollama import GenerateRequest as OllamaGenerateRequest
 from ovrunner.protocol.ollama import ModelRequest as OllamaModelRequest
 from ovrunner.protocol.ollama import PullRequest as OllamaPullRequest
@@ -52,6 +60,20 @@ ROUTES: list[tuple[str, str, str, type[BaseModel] | None, type[BaseModel] | None
     ("post", "/v1/chat/completions", "Create a chat completion", ChatCompletionRequest,
      ChatCompletion),
     ("post", "/v1/completions", "Create a completion", CompletionRequest, Completion),
+    ("post", "/v1/embeddings", "Create embeddings", EmbeddingCreateRequest,
+     CreateEmbeddingResponse),
+    ("post", "/v1/rerank", "Rerank documents by a query", RerankCreateRequest, RerankResponse),
+    ("post", "/rerank", "Rerank documents (llama.cpp's path)", RerankCreateRequest,
+     RerankResponse),
+    ("post", "/engines/{engine}/v1/embeddings", "Embeddings on one engine",
+     EmbeddingCreateRequest, CreateEmbeddingResponse),
+    ("post", "/engines/{engine}/v1/rerank", "Rerank on one engine", RerankCreateRequest,
+     RerankResponse),
+    ("post", "/engines/{engine}/rerank", "Rerank on one engine", RerankCreateRequest,
+     RerankResponse),
+    ("post", "/api/embed", "Embed (Ollama)", OllamaEmbedRequest, None),
+    ("post", "/api/embeddings", "Embed one prompt (Ollama's older route)",
+     OllamaEmbeddingsRequest, None),
     ("post", "/v1/messages", "Create a message (Anthropic)", MessageCreateParams, Message),
     ("post", "/v1/responses", "Create a response", ResponseCreateParams, None),
     ("get", "/v1/responses/{response_id}", "Retrieve a stored response", None, None),

@@ -99,6 +99,17 @@ class Settings(BaseSettings):
         ge=1,
         description="Memory the kept Responses API answers may take, in MB.",
     )
+    embedding_max_inputs: int = Field(
+        2048,
+        ge=1,
+        le=4096,
+        description="Inputs per /v1/embeddings request, and documents per /v1/rerank request.",
+    )
+    embedding_max_tokens: int = Field(
+        300_000,
+        ge=1,
+        description="Tokens per /v1/embeddings or /v1/rerank request, all inputs together.",
+    )
     reasoning_format: Literal["separate", "inline"] = Field(
         "separate",
         description="A reasoning model's thinking: `separate` puts it in `reasoning_content`; "

@@ -103,3 +103,25 @@ class ModelRequest(BaseModel):
 class PullRequest(ModelRequest):
     stream: bool = True
     insecure: bool = False
+
+
+class EmbedRequest(BaseModel):
+    """`/api/embed`; Ollama cuts an over-long input to the window unless `truncate` is false."""
+
+    model_config = _Open
+    model: str
+    input: str | list[str]
+    truncate: bool = True
+    dimensions: int | None = Field(None, ge=1)
+    keep_alive: str | float | None = None
+    options: Options | None = None
+
+
+class EmbeddingsRequest(BaseModel):
+    """`/api/embeddings`, the older route: one `prompt`, one `embedding`."""
+
+    model_config = _Open
+    model: str
+    prompt: str
+    keep_alive: str | float | None = None
+    options: Options | None = None

@@ -217,6 +217,8 @@ class Model(BaseModel):
     created: int
     owned_by: str
     architecture: str | None = None
+    # ovrunner's: completion (chat and text), embedding or reranking.
+    mode: str = "completion"
 
 
 class ModelList(BaseModel):

@@ -21,13 +21,16 @@ from starlette.routing import BaseRoute, Route
 from ovrunner.engines.base import GenerationRequest, SamplingParams, TokenLogprob
 from ovrunner.errors import UnsupportedParameterError
 from ovrunner.lifecycle import Lifecycle, parse_keep_alive
+from ovrunner.protocol.embeddings import EmbeddingCreateRequest
 from ovrunner.protocol.ollama import (
     ChatMessage,
     ChatRequest,
+    EmbeddingsRequest,
+    EmbedRequest,
     Format,
     GenerateRequest,
 )
-from ovrunner.routes import answers, ollama_models
+from ovrunner.routes import answers, embeddings, ollama_models
 from ovrunner.routes.body import parse_body
 from ovrunner.routes.chat_tools import function_tool, unique_names
 from ovrunner.routes.serving import Generation, start_generation
@@ -246,6 +249,25 @@ async def _load_only(request: Request, model: str, keep_alive: str | float | Non
                          "done_reason": "load"})  # fmt: skip
 
 
+async def embed(request: Request) -> Response:
+    body = await parse_body(request, EmbedRequest)
+    clock = _Clock()
+    wanted = EmbeddingCreateRequest(model=body.model, input=body.input, truncate=body.truncate,
+                                    dimensions=body.dimensions)  # fmt: skip
+    result = await embeddings.embed(request, wanted, keep_alive=_keep_alive(body.keep_alive))
+    return JSONResponse({"model": body.model, "embeddings": result.vectors,
+                         "total_duration": time.perf_counter_ns() - clock.started,
+                         "load_duration": 0, "prompt_eval_count": result.prompt_tokens})  # fmt: skip
+
+
+async def legacy_embeddings(request: Request) -> Response:
+    body = await parse_body(request, EmbeddingsRequest)
+    # As Ollama's older route does, an over-long prompt is cut to the window.
+    wanted = EmbeddingCreateRequest(model=body.model, input=body.prompt, truncate=True)
+    result = await embeddings.embed(request, wanted, keep_alive=_keep_alive(body.keep_alive))
+    return JSONResponse({"embedding": result.vectors[0]})
+
+
 def routes() -> list[BaseRoute]:
     return [
         Route("/api/version", ollama_models.version, methods=["GET"]),
@@ -254,6 +276,8 @@ def routes() -> list[BaseRoute]:
         Route("/api/ps", ollama_models.ps, methods=["GET"]),
         Route("/api/chat", chat, methods=["POST"]),
         Route("/api/generate", generate, methods=["POST"]),
+        Route("/api/embed", embed, methods=["POST"]),
+        Route("/api/embeddings", legacy_embeddings, methods=["POST"]),
         Route("/api/pull", ollama_models.pull, methods=["POST"]),
         Route("/api/delete", ollama_models.delete, methods=["DELETE"]),
     ]

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ovrunner import __version__, hub
-from ovrunner.engines.base import ModelRef
+from ovrunner.engines.base import Mode, ModelRef
 from ovrunner.engines.registry import EngineRegistry
 from ovrunner.errors import ModelNotFoundError
 from ovrunner.lifecycle import Lifecycle
@@ -55,15 +55,17 @@ async def show(request: Request) -> JSONResponse:
     registry: EngineRegistry = request.app.state.registry
     model_id = _known(store, body.id)
     model = store.get(model_id)
+    await asyncio.to_thread(store.materialize, model)  # an embedded model's files, if not yet
     info = registry.get(model.engine).describe(model)
     architecture = info.architecture or "unknown"
+    # Every chat model calls tools here: through its template, or the fallback prompt.
+    capabilities = {Mode.COMPLETION: ["completion", "tools"], Mode.EMBEDDING: ["embedding"]}
     return JSONResponse({
         "modelfile": "", "parameters": "", "template": "",
         "details": _details(request, model),
         "model_info": {"general.architecture": architecture,
                        f"{architecture}.context_length": info.context_window},
-        # Every model calls tools here: through its template, or the fallback prompt.
-        "capabilities": ["completion", "tools"],
+        "capabilities": capabilities.get(model.mode, []),
         "modified_at": _entry(request, model_id)["modified_at"],
     })  # fmt: skip
 

@@ -65,7 +65,7 @@ def _model_object(request: Request, model: ModelRef) -> Model:
     except Exception:  # noqa: BLE001 - a model list never fails on one unreadable model
         architecture = None
     return Model(id=model.id, created=store.created(model.id), owned_by=OWNER,
-                 architecture=architecture)  # fmt: skip
+                 architecture=architecture, mode=model.mode.value)  # fmt: skip
 
 
 def _sampling(

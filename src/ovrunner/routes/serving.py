@@ -18,7 +18,8 @@ from collections.abc import AsyncGenerator
 
 from starlette.requests import Request
 
-from ovrunner.engines.base import GenerationDelta, GenerationRequest
+from ovrunner.engines.base import GenerationDelta, GenerationRequest, Mode, ModelRef
+from ovrunner.errors import WrongModeError
 from ovrunner.lifecycle import Lease, Lifecycle
 from ovrunner.metrics import Metrics
 from ovrunner.protocol.openai import Usage
@@ -99,7 +100,8 @@ async def start_generation(
     lifecycle: Lifecycle = request.app.state.lifecycle
     metrics: Metrics = request.app.state.metrics
     pinned = request.path_params.get("engine")
-    _, engine_name = lifecycle.resolve(model_id, engine=pinned)
+    model, engine_name = lifecycle.resolve(model_id, engine=pinned)
+    require_mode(model, Mode.COMPLETION)
     await request.app.state.registry.get(engine_name).validate(generation)
     lease = await lifecycle.acquire(model_id, engine=pinned, keep_alive=keep_alive)
     runner = lease.runner
@@ -123,3 +125,27 @@ async def start_generation(
         separate = request.app.state.settings.reasoning_format == "separate"
         parser = OutputParser.for_request(runner.chat_format, generation.tools, separate)
     return Generation(deltas, first, lease, metrics, parser)
+
+
+def require_mode(model: ModelRef, mode: Mode) -> None:
+    """400 before any lease when the route's mode is not the model's (chat on an embedding
+    model): the one place a mode is checked."""
+    if model.mode is not mode:
+        raise WrongModeError(model.id, model.mode.value, mode.value)
+
+
+@contextlib.asynccontextmanager
+async def encoder_lease(
+    request: Request, model_id: str, mode: Mode, *, keep_alive: float | None = None
+) -> AsyncGenerator[Lease, None]:
+    """A lease on an embedding or reranking model's runner, checked for its mode first and
+    released however the block ends."""
+    lifecycle: Lifecycle = request.app.state.lifecycle
+    pinned = request.path_params.get("engine")
+    model, _ = lifecycle.resolve(model_id, engine=pinned)
+    require_mode(model, mode)
+    lease = await lifecycle.acquire(model_id, engine=pinned, keep_alive=keep_alive)
+    try:
+        yield lease
+    finally:
+        lease.release()
