@@ -60,6 +60,28 @@ def test_streamed_chat_completion(client: openai.OpenAI) -> None:
     assert plain.choices[0].message.content == text
 
 
+ONE_TOKEN_PROMPT = [{"role": "user", "content": "What is the capital of France?"}]
+
+
+def test_a_one_token_answer_leaves_the_next_greedy_answer_unchanged(
+    client: openai.OpenAI, server: ServerProcess
+) -> None:
+    """OpenVINO's prefix cache, after a request that ends at its first token, changed the next
+    greedy answer to the same prompt; the engine pads such requests (engine_main)."""
+
+    def greedy() -> str | None:
+        return client.chat.completions.create(model=MODEL, messages=ONE_TOKEN_PROMPT,
+                                              temperature=0, max_tokens=40).choices[0].message.content  # fmt: skip
+
+    before = greedy()
+    for options in ({"temperature": 0}, {}):
+        one = client.chat.completions.create(model=MODEL, messages=ONE_TOKEN_PROMPT,
+                                             max_tokens=1, **options)  # type: ignore[call-overload]  # fmt: skip
+        assert one.choices[0].finish_reason == "length" and one.usage.completion_tokens == 1
+        assert greedy() == before
+    server.wait_idle(timeout=5)
+
+
 def test_unknown_model_is_404_model_not_found(client: openai.OpenAI) -> None:
     with pytest.raises(openai.NotFoundError) as caught:
         client.chat.completions.create(model="no-such-model", messages=CAPITAL)

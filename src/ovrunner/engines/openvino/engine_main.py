@@ -142,10 +142,20 @@ def serve(conn: Connection, opener: Opener, spec: Any, log_level: str) -> None:
         pass  # the server went away
 
 
+# OpenVINO GenAI 2026.4 with prefix caching: after a request that ends at its first token
+# (max_new_tokens 1), the next request with the same prompt reads a KV cache that differs from
+# a fresh prefill, and its greedy answer changes (seen on CPU here, in the raw pipeline too;
+# one more token makes the cache right). Such requests are generated with a second token that
+# nobody sees: their answer is reported after the first, and the handle kept to the end.
+PADDED_MAX_NEW_TOKENS = 2
+
+
 @dataclass(eq=False)
 class _Active:
     handle: Any
     wants_log_probs: bool
+    # The max_new_tokens the client asked for, when the pipeline was given more.
+    cap: int | None = None
 
 
 @dataclass
@@ -154,6 +164,9 @@ class _Stepper:
     conn: Connection
     stats: EngineStats = field(default_factory=EngineStats)
     _active: dict[int, _Active] = field(default_factory=dict)
+    # Handles of padded requests already answered, kept until their pipeline finishes them
+    # (a dropped handle cancels its request, which is what the padding avoids).
+    _draining: list[Any] = field(default_factory=list)
     _metrics_at: float = 0.0
     # Requests admitted since the last step that succeeded (see `StepFailed`).
     _unproven: set[int] = field(default_factory=set)
@@ -208,6 +221,9 @@ class _Stepper:
             config = generation_config(
                 self._genai, self._defaults, submit.sampling, prompt.shape[1], submit.context_window
             )
+            cap = None
+            if config.max_new_tokens == 1:
+                cap, config.max_new_tokens = 1, PADDED_MAX_NEW_TOKENS
             handle = self.pipeline.add_request(submit.request_id, self._tensor(prompt), config)
         except Exception as exc:  # noqa: BLE001 - a refused request must not end the engine
             error = f"the engine refused the request: {getattr(exc, 'message', exc)}"
@@ -215,7 +231,7 @@ class _Stepper:
                 StepReport([RequestProgress(submit.request_id, [], True, error)], self.stats)
             )
             return
-        self._active[submit.request_id] = _Active(handle, submit.sampling.logprobs)
+        self._active[submit.request_id] = _Active(handle, submit.sampling.logprobs, cap)
         self._unproven.add(submit.request_id)
 
     def _publish(self) -> None:
@@ -237,10 +253,17 @@ class _Stepper:
                     )
             if outputs:
                 advanced += 1
+            if active.cap is not None and outputs:
+                # A padded request: its first token is the whole answer (see PADDED_...).
+                outputs = [_capped(output, active.cap) for output in outputs]
+                if not finished:
+                    self._draining.append(handle)
+                finished = True
             if finished:
                 del self._active[request_id]
             if outputs or finished:
                 updates.append(RequestProgress(request_id, outputs, finished))
+        self._draining = [h for h in self._draining if h.get_status().name == "RUNNING"]
         stats = self.stats
         stats.steps += 1
         stats.running = len(self._active)
@@ -257,6 +280,14 @@ class _Stepper:
         metrics = self.pipeline.get_metrics()
         self.stats.cache_usage = float(metrics.cache_usage)
         self.stats.kv_cache_bytes = int(metrics.kv_cache_size_in_bytes)
+
+
+def _capped(output: SequenceOutput, cap: int) -> SequenceOutput:
+    if output.finish_reason is not None and len(output.token_ids) <= cap:
+        return output  # the pipeline ended it first (an end-of-sequence token, a stop string)
+    log_probs = None if output.log_probs is None else output.log_probs[:cap]
+    return SequenceOutput(output.sequence_id, output.token_ids[:cap],
+                          FinishReason.LENGTH.value, log_probs)  # fmt: skip
 
 
 def _finish_reason_of(output: Any) -> str | None:
