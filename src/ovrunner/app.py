@@ -33,7 +33,17 @@ from ovrunner.lifecycle import Lifecycle, parse_keep_alive
 from ovrunner.metrics import AccessLog, Metrics
 from ovrunner.openapi import openapi_json
 from ovrunner.response_store import ResponseStore
-from ovrunner.routes import anthropic, embeddings, models, ollama, openai, ops, responses, worker
+from ovrunner.routes import (
+    anthropic,
+    embeddings,
+    models,
+    ollama,
+    openai,
+    ops,
+    responses,
+    web,
+    worker,
+)
 from ovrunner.security import ApiKeyGuard, BodyLimit, HostGuard
 from ovrunner.settings import Settings
 from ovrunner.store import ModelStore
@@ -108,6 +118,7 @@ def create_app(settings: Settings, registry: EngineRegistry | None = None) -> St
             *worker.routes(),
             *ops.routes(),
             Route("/openapi.json", openapi_json, methods=["GET"]),
+            *web.routes(),
         ],
         exception_handlers={
             OvrunnerError: _ovrunner_error,

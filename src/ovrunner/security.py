@@ -30,8 +30,14 @@ from ovrunner.errors import (
     error_body,
 )
 
-# Routes that answer without a key: liveness probes must not need secrets.
-OPEN_PATHS = frozenset({"/healthz"})
+# Routes that answer without a key: liveness probes must not need secrets, and the web page
+# (which holds no data; it asks for the key and sends it on every API call) must load first.
+OPEN_PATHS = frozenset({"/healthz", "/"})
+PAGE_PREFIX = "/ui/"
+
+
+def needs_key(path: str) -> bool:
+    return path not in OPEN_PATHS and not path.startswith(PAGE_PREFIX)
 
 
 def is_loopback(host: str) -> bool:
@@ -62,7 +68,7 @@ async def _send_error(scope: Scope, send: Send, error: OvrunnerError) -> None:
 
 
 class ApiKeyGuard:
-    """Every route but `/healthz` needs `Authorization: Bearer KEY`, or `x-api-key: KEY` as
+    """Every route but `/healthz` and the page's files needs `Authorization: Bearer KEY`, or `x-api-key: KEY` as
     Anthropic's clients send it (compared in constant time). Without a configured key the
     guard is not installed at all."""
 
@@ -71,7 +77,7 @@ class ApiKeyGuard:
         self._expected = f"Bearer {api_key}".encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+        if scope["type"] != "http" or not needs_key(scope["path"]):
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
