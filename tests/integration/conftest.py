@@ -8,7 +8,7 @@ from pathlib import Path
 import openai
 import pytest
 
-from tests.support.cli import run_cli
+from tests.support.cli import store_with_tiny
 from tests.support.server import ServerProcess
 
 MODEL = "smollm2-135m"
@@ -27,9 +27,7 @@ def tiny_server(
     tmp_path_factory: pytest.TempPathFactory, tiny_gguf: Path
 ) -> Iterator[ServerProcess]:
     """A server on the tiny test model, imported with the CLI: fast enough to soak and fuzz."""
-    store = tmp_path_factory.mktemp("tiny-store")
-    run_cli("models", "import", str(tiny_gguf), "--name", "tiny", "--store-dir", str(store),
-            check=True)  # fmt: skip
+    store = store_with_tiny(tmp_path_factory.mktemp("tiny-store"), tiny_gguf)
     process = ServerProcess(store, "--model", "tiny", "--preload").wait_ready()
     yield process
     process.stop()

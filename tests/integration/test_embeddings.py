@@ -291,6 +291,8 @@ def test_rerank_refuses_an_over_long_document_unless_asked_to_cut(
         ({"top_n": 0}, "top_n"),
         ({"model": EMBEDDER}, "model"),
         ({"model": "smollm2-135m"}, "model"),
+        ({"truncate_prompt_tokens": 8}, "truncate_prompt_tokens"),
+        ({"rank_fields": ["title"]}, "rank_fields"),
     ],
 )
 def test_bad_rerank_requests_are_400s_naming_the_field(

@@ -28,7 +28,7 @@ import openai
 import pytest
 
 from tests.integration.conftest import MODEL
-from tests.support.cli import run_cli
+from tests.support.cli import store_with_tiny
 from tests.support.server import ServerProcess
 
 # SmolLM2-135M-Instruct's chat template, rendered, with the assistant's answer begun.
@@ -305,9 +305,7 @@ def test_a_stream_that_cannot_be_resumed_ends_with_an_error_event(isolated: Serv
 
 
 def test_a_crash_loop_is_a_503_until_unloaded(tiny_gguf: object, tmp_path_factory) -> None:  # type: ignore[no-untyped-def]
-    store = tmp_path_factory.mktemp("crash-store")
-    run_cli("models", "import", str(tiny_gguf), "--name", "tiny", "--store-dir", str(store),
-            check=True)  # fmt: skip
+    store = store_with_tiny(tmp_path_factory.mktemp("crash-store"), tiny_gguf)
     server = ServerProcess(store, "--model", "tiny", "--preload").wait_ready()
     try:
         client = openai.OpenAI(base_url=f"{server.base_url}/v1", api_key="x", max_retries=0)

@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from tests.integration.conftest import MODEL
-from tests.support.cli import run_cli
+from tests.support.cli import store_with_tiny
 from tests.support.server import ServerProcess
 
 playwright_api = pytest.importorskip("playwright.sync_api")
@@ -61,9 +61,7 @@ def page_server(
     tmp_path_factory: pytest.TempPathFactory, tiny_gguf: Path
 ) -> Iterator[ServerProcess]:
     """The embedded SmolLM2, loaded, and the tiny test model beside it to switch to."""
-    store = tmp_path_factory.mktemp("page-store")
-    run_cli("models", "import", str(tiny_gguf), "--name", "tiny", "--store-dir", str(store),
-            check=True)  # fmt: skip
+    store = store_with_tiny(tmp_path_factory.mktemp("page-store"), tiny_gguf)
     process = ServerProcess(store, "--preload").wait_ready()
     yield process
     process.stop()
@@ -248,9 +246,7 @@ def test_status_shows_engines_runners_and_unloads(browser: Any, page: Any,
 def key_server(
     tmp_path_factory: pytest.TempPathFactory, tiny_gguf: Path
 ) -> Iterator[ServerProcess]:
-    store = tmp_path_factory.mktemp("key-store")
-    run_cli("models", "import", str(tiny_gguf), "--name", "tiny", "--store-dir", str(store),
-            check=True)  # fmt: skip
+    store = store_with_tiny(tmp_path_factory.mktemp("key-store"), tiny_gguf)
     process = ServerProcess(store, "--model", "tiny", "--preload", "--api-key", KEY).wait_ready()
     yield process
     process.stop()

@@ -11,7 +11,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from ovrunner.engines.base import EmbeddingRequest, Embeddings, Mode, RerankRequest
-from ovrunner.errors import InvalidValueError
+from ovrunner.errors import InvalidValueError, UnsupportedParameterError
 from ovrunner.metrics import Metrics
 from ovrunner.protocol.embeddings import (
     CreateEmbeddingResponse,
@@ -81,8 +81,20 @@ def _base64(vector: list[float]) -> str:
     return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
 
 
+# Fields of the peers' rerank APIs that would change the answer; refused, not ignored.
+# (vLLM's `truncate_prompt_tokens` cuts inputs; Cohere's `rank_fields` and
+# `max_chunks_per_doc` pick and split what is scored.)
+UNSUPPORTED_RERANK_FIELDS = ("truncate_prompt_tokens", "rank_fields", "max_chunks_per_doc")
+
+
 async def rerank(request: Request) -> Response:
     body = await parse_body(request, RerankCreateRequest)
+    for field in UNSUPPORTED_RERANK_FIELDS:
+        if field in (body.model_extra or {}):
+            raise UnsupportedParameterError(
+                f"{field} is not supported; send 'truncate': true to cut over-long pairs",
+                param=field,
+            )
     settings: Settings = request.app.state.settings
     _check_count(len(body.documents), settings, "documents")
     documents = body.document_texts()

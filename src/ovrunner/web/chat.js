@@ -2,9 +2,9 @@
 // Escape) aborts the fetch; the server sees the client go and cancels the generation.
 
 import { request, serverSentData } from "./api.js";
+import { $, fillSelect } from "./dom.js";
 import { renderMarkdown } from "./markdown.js";
 
-const $ = (id) => document.getElementById(id);
 
 let conversation = []; // {role, content} as sent to the server, the system prompt aside
 let inFlight = null; // the AbortController of the answer being streamed
@@ -33,18 +33,8 @@ export function setupChat() {
 
 // The chat models from /v1/models (embedding and reranking models cannot chat).
 export function showModels(models) {
-  const select = $("model");
-  const previous = select.value;
   const chat = models.filter((model) => (model.mode ?? "completion") === "completion");
-  select.replaceChildren(
-    ...chat.map((model) => {
-      const option = document.createElement("option");
-      option.value = model.id;
-      option.textContent = model.id;
-      return option;
-    }),
-  );
-  if (chat.some((model) => model.id === previous)) select.value = previous;
+  fillSelect($("model"), chat.map((model) => model.id));
 }
 
 function stop() {

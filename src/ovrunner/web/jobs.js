@@ -3,8 +3,8 @@
 // and the error together; the page shows both.
 
 import { request } from "./api.js";
+import { $, fillSelect } from "./dom.js";
 
-const $ = (id) => document.getElementById(id);
 
 export function setupJobs() {
   $("job-form").addEventListener("submit", (event) => {
@@ -14,17 +14,7 @@ export function setupJobs() {
 }
 
 export function showJobs(names) {
-  const select = $("job");
-  const previous = select.value;
-  select.replaceChildren(
-    ...names.map((name) => {
-      const option = document.createElement("option");
-      option.value = name;
-      option.textContent = name;
-      return option;
-    }),
-  );
-  if (names.includes(previous)) select.value = previous;
+  fillSelect($("job"), names);
 }
 
 async function run() {

@@ -3,10 +3,10 @@
 
 import { getJson, hasApiKey, onAuthRequired, setApiKey } from "./api.js";
 import { setupChat, showModels } from "./chat.js";
+import { $ } from "./dom.js";
 import { setupJobs, showJobs } from "./jobs.js";
 import { redrawChart, startStatus } from "./status.js";
 
-const $ = (id) => document.getElementById(id);
 
 function setupTabs() {
   const tabs = [...document.querySelectorAll("[role=tab]")];

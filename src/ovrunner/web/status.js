@@ -4,8 +4,8 @@
 
 import { getJson, request } from "./api.js";
 import { drawChart } from "./chart.js";
+import { $ } from "./dom.js";
 
-const $ = (id) => document.getElementById(id);
 const POLL_MS = 2000;
 const WINDOW_MS = 5 * 60 * 1000;
 
@@ -146,7 +146,7 @@ function showMetrics(text) {
     ? `Now ${latest.tokensPerSecond.toFixed(1)} tokens/s; ` +
       (ttfts.length ? `last time to first token ${ttfts.at(-1).ttftSeconds.toFixed(3)} s.` : "no request yet.")
     : "Sampling /metrics every 2 s.";
-  if (!$("status-view").hidden) drawChart($("tokens-chart"), samples, now.at - WINDOW_MS, now.at);
+  if (!$("status-view").hidden) redrawChart();
 }
 
 export function redrawChart() {
