@@ -41,7 +41,7 @@ export function drawChart(canvas, samples, from, to) {
     g.lineTo(PAD.left + plotW, y);
     g.stroke();
     g.textAlign = "right";
-    g.fillText(((tpsMax * (4 - i)) / 4).toFixed(0), PAD.left - 6, y + 4);
+    g.fillText(((tpsMax * (4 - i)) / 4).toFixed(tpsMax < 10 ? 2 : 0), PAD.left - 6, y + 4);
     g.textAlign = "left";
     g.fillText(`${((ttftMax * (4 - i)) / 4).toFixed(2)} s`, PAD.left + plotW + 6, y + 4);
   }

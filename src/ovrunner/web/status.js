@@ -98,7 +98,8 @@ function deadline(runner) {
 }
 
 function mebibytes(bytes) {
-  return bytes ? `${(bytes / 2 ** 20).toFixed(0)} MiB` : "–";
+  if (!bytes) return "–";
+  return bytes < 2 ** 20 ? "< 1 MiB" : `${(bytes / 2 ** 20).toFixed(0)} MiB`;
 }
 
 function showBusyCounter(health) {
