@@ -54,6 +54,7 @@ class ErrorResponse(BaseModel):
 
 # (method, path, summary, request model, answer model; None: a JSON object described in docs)
 ROUTES: list[tuple[str, str, str, type[BaseModel] | None, type[BaseModel] | None]] = [
+    ("get", "/", "The built-in web page (its files are under /ui/)", None, None),
     ("get", "/v1/models", "List models", None, ModelList),
     ("get", "/v1/models/{model}", "Retrieve a model", None, Model),
     ("delete", "/v1/models/{model}", "Delete a stored model", None, None),
