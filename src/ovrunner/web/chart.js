@@ -70,14 +70,19 @@ export function drawChart(canvas, samples, from, to) {
   };
   line(css("--tokens"), (s) => s.tokensPerSecond, tpsMax);
   line(css("--ttft"), (s) => s.ttftSeconds, ttftMax);
-  // A dot at each reading too: a lone request between idle intervals is no line.
-  g.fillStyle = css("--ttft");
-  for (const sample of samples) {
-    if (sample.ttftSeconds === null) continue;
-    g.beginPath();
-    g.arc(x(sample.at), PAD.top + plotH - (sample.ttftSeconds / ttftMax) * plotH, 2.5, 0, 2 * Math.PI);
-    g.fill();
-  }
+  // A dot at each reading too: a lone reading between idle intervals is no line.
+  const dots = (color, value, max) => {
+    g.fillStyle = color;
+    for (const sample of samples) {
+      const v = value(sample);
+      if (v === null) continue;
+      g.beginPath();
+      g.arc(x(sample.at), PAD.top + plotH - (v / max) * plotH, 2.5, 0, 2 * Math.PI);
+      g.fill();
+    }
+  };
+  dots(css("--tokens"), (s) => (s.tokensPerSecond > 0 ? s.tokensPerSecond : null), tpsMax);
+  dots(css("--ttft"), (s) => s.ttftSeconds, ttftMax);
 
   g.textAlign = "left";
   g.fillStyle = css("--tokens");
