@@ -14,6 +14,10 @@ from ovrunner.errors import ModelLoadFailedError
 
 IR_XML = "openvino_model.xml"
 IR_BIN = "openvino_model.bin"
+TOKENIZER_XML = "openvino_tokenizer.xml"
+DETOKENIZER_XML = "openvino_detokenizer.xml"
+TOKENIZER_FILES = (TOKENIZER_XML, "openvino_tokenizer.bin",
+                   DETOKENIZER_XML, "openvino_detokenizer.bin")  # fmt: skip
 
 
 def describe(model: ModelRef) -> ModelInfo:
@@ -57,6 +61,11 @@ def converted_ir_dir(model: ModelRef) -> Path | None:
     if (directory / IR_XML).is_file() and (directory / IR_BIN).is_file():
         return directory
     return None
+
+
+def has_tokenizer_ir(directory: Path) -> bool:
+    """Whether `directory` holds a complete tokenizer and detokenizer IR."""
+    return all((directory / name).is_file() for name in TOKENIZER_FILES)
 
 
 # -- GGUF header ---------------------------------------------------------------------------

@@ -16,13 +16,10 @@ import tempfile
 from pathlib import Path
 
 from ovrunner.engines.encoder_files import SENTENCE_TRANSFORMERS_FILES
-from ovrunner.engines.model_files import IR_XML
+from ovrunner.engines.model_files import DETOKENIZER_XML, IR_XML, TOKENIZER_XML
 from ovrunner.errors import ModelLoadFailedError
 
 log = logging.getLogger(__name__)
-
-TOKENIZER_XML = "openvino_tokenizer.xml"
-DETOKENIZER_XML = "openvino_detokenizer.xml"
 
 
 def encoder_ir(onnx: Path, folder: Path, target: Path, *, pair_inputs: bool = False) -> Path:
