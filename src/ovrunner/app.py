@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from ovrunner.busy import BusyCounter, NpuSysfsCounter, ProcessCpuCounter
-from ovrunner.engines.base import LoadConfig
+from ovrunner.engines.base import EngineTuning, LoadConfig
 from ovrunner.engines.openvino.batching import OpenVINOEngine
 from ovrunner.engines.openvino.grammar import shared_schema_check
 from ovrunner.engines.openvino.npu import NpuLimits, OpenVINONpuEngine
@@ -73,6 +73,12 @@ def create_app(settings: Settings, registry: EngineRegistry | None = None) -> St
         crash_limit=settings.crash_limit,
         crash_window_s=settings.crash_window_s,
         cache_dir=settings.compile_cache_dir,
+        tuning=EngineTuning(
+            inference_precision=settings.inference_precision,
+            kv_cache_precision=settings.kv_cache_precision,
+            threads=settings.engine_threads,
+            max_batched_tokens=settings.max_batched_tokens,
+        ),
     )
     metrics = Metrics()
     lifecycle = Lifecycle(

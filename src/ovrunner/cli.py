@@ -240,6 +240,17 @@ def _models_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _models_create(args: argparse.Namespace) -> int:
+    _, store, _ = _store(args)
+    model = store.derive(args.base, args.name, prompt_lookup=args.prompt_lookup,
+                         draft_model=args.draft_model)  # fmt: skip
+    how = "prompt lookup" if model.prompt_lookup else "plain"
+    if model.draft is not None:
+        how = f"draft model {model.draft.id}"
+    print(f"created {model.id} from {args.base} ({how})")
+    return 0
+
+
 def _models_pull(args: argparse.Namespace) -> int:
     from ovrunner import hub
 
@@ -362,6 +373,16 @@ def build_parser() -> argparse.ArgumentParser:
     importing.add_argument("--name", help="model id (the file or directory name if unset)")
     importing.add_argument("--engine", default="openvino")
     importing.set_defaults(handler=_models_import)
+    creating = models.add_parser(
+        "create", help="a model on a stored model's files with its own decoding settings"
+    )
+    creating.add_argument("name", help="the new model's id")
+    creating.add_argument("--from", dest="base", required=True, help="the stored base model")
+    assisted = creating.add_mutually_exclusive_group()
+    assisted.add_argument("--prompt-lookup", action="store_true",
+                          help="propose tokens from n-grams of the prompt (summaries, edits)")  # fmt: skip
+    assisted.add_argument("--draft-model", help="a smaller stored model that proposes tokens")
+    creating.set_defaults(handler=_models_create)
     pulling = models.add_parser("pull", help="download an OpenVINO model from the Hugging Face Hub")
     pulling.add_argument("repo", help="ORG/NAME")
     pulling.add_argument("--name", help="model id (the repository id if unset)")
@@ -372,7 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
     removing = models.add_parser("rm", help="delete a stored model")
     removing.add_argument("model")
     removing.set_defaults(handler=_models_rm)
-    for command in (listing, importing, pulling, removing):
+    for command in (listing, importing, creating, pulling, removing):
         _settings_flags(command)
 
     for name, handler, text in (("ps", _ps, "loaded runners of a running server"),

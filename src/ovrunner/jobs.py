@@ -51,6 +51,9 @@ class JobPreset(BaseModel):
     engine: Literal["auto", "openvino", "openvino-npu"] = "auto"
     model: str | None = None
     temperature: float = Field(0.0, ge=0, le=2)
+    # Decode with prompt lookup (on the model's prompt-lookup runner): for jobs whose answer
+    # copies spans of their input. The `openvino` engine only; elsewhere it runs plainly.
+    prompt_lookup: bool = False
     aliases: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")

@@ -18,7 +18,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from ovrunner.engines.base import LoadConfig, ModelRef, Runner
@@ -58,6 +58,11 @@ def parse_keep_alive(value: str | float) -> float:
     return FOREVER if seconds < 0 else seconds
 
 
+# A model's runner on an engine; a model's prompt-lookup runner (for the jobs that copy
+# their input) is a runner of its own.
+SlotKey = tuple[str, str, bool]
+
+
 class RunnerState(StrEnum):
     LOADING = "loading"
     READY = "ready"
@@ -88,8 +93,8 @@ class RunnerSlot:
         return RunnerState.READY if self.loaded else RunnerState.LOADING
 
     @property
-    def key(self) -> tuple[str, str]:
-        return (self.engine, self.model.id)
+    def key(self) -> SlotKey:
+        return (self.engine, self.model.id, self.model.prompt_lookup)
 
 
 class Lease:
@@ -128,7 +133,7 @@ class Lifecycle:
         self._model_keep_alive = model_keep_alive or {}
         self._budget = memory_budget_bytes
         self._on_load = on_load
-        self._slots: dict[tuple[str, str], RunnerSlot] = {}
+        self._slots: dict[SlotKey, RunnerSlot] = {}
         self.initial_load_ms: float | None = None
 
     def resolve(self, model_id: str, *, engine: str | None = None) -> tuple[ModelRef, str]:
@@ -159,12 +164,21 @@ class Lifecycle:
         return model, engine_name
 
     async def acquire(
-        self, model_id: str, *, engine: str | None = None, keep_alive: float | None = None
+        self,
+        model_id: str,
+        *,
+        engine: str | None = None,
+        keep_alive: float | None = None,
+        prompt_lookup: bool = False,
     ) -> Lease:
         """A lease on the model's runner on `engine` (the model's own by default), loading it
-        first if needed. `keep_alive` (seconds) replaces the runner's keep-alive."""
+        first if needed. `keep_alive` (seconds) replaces the runner's keep-alive.
+        `prompt_lookup` asks for the model's runner that decodes with prompt lookup."""
         model, engine_name = self.resolve(model_id, engine=engine)
-        slot = self._slots.get((engine_name, model.id))
+        if prompt_lookup and not model.prompt_lookup:
+            model = replace(model, prompt_lookup=True, draft=None)
+        key = (engine_name, model.id, model.prompt_lookup)
+        slot = self._slots.get(key)
         failure = slot.runner.failure if slot is not None and slot.runner is not None else None
         if isinstance(failure, CrashLoopError) and time.monotonic() < failure.retry_at:
             raise failure  # no reload storm: it waits for an unload or the end of the window
@@ -176,7 +190,7 @@ class Lifecycle:
             # An embedded model's files built on first use (an IR conversion), before its
             # memory is estimated from them.
             await asyncio.to_thread(self._store.materialize, model)
-            slot = self._slots.get((engine_name, model.id)) or slot
+            slot = self._slots.get(key) or slot
         if slot is None or slot.error is not None:
             slot = RunnerSlot(
                 model,

@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ovrunner.engines.base import BatchingStats
 from ovrunner.lifecycle import RunnerState
 
 if TYPE_CHECKING:
@@ -26,6 +27,12 @@ if TYPE_CHECKING:
 access_log = logging.getLogger("ovrunner.access")
 
 _LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+_TOKEN_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.2, 0.5, 1, 2.5)
+
+
+ASSISTED_PROPOSED = "Candidate tokens proposed by prompt lookup or a draft model"
+# Each step of an assisted request yields the accepted candidates plus one token of its own.
+ASSISTED_ACCEPTED = "Proposed candidate tokens the model accepted"
 
 
 class Metrics:
@@ -53,6 +60,16 @@ class Metrics:
             "ovrunner_time_to_first_token_seconds", "From admission to the first generated text",
             ["model"], buckets=_LATENCY_BUCKETS, registry=self.registry,
         )  # fmt: skip
+        self.inter_token_seconds = Histogram(
+            "ovrunner_inter_token_latency_seconds",
+            "Time per generated token between streamed deltas of a request",
+            ["model"], buckets=_TOKEN_BUCKETS, registry=self.registry,
+        )  # fmt: skip
+        self.queue_wait_seconds = Histogram(
+            "ovrunner_queue_wait_seconds",
+            "From a request's arrival to its runner taking it (a load, or a full queue, waited for)",
+            ["model"], buckets=_LATENCY_BUCKETS, registry=self.registry,
+        )  # fmt: skip
         self.model_load_seconds = Histogram(
             "ovrunner_model_load_seconds", "Time to load a model into a runner",
             ["model"], buckets=(0.5, 1, 2, 5, 10, 20, 40, 80, 160), registry=self.registry,
@@ -65,6 +82,11 @@ class Metrics:
     def observe_usage(self, model: str, prompt_tokens: int, completion_tokens: int) -> None:
         self.prompt_tokens.labels(model).inc(prompt_tokens)
         self.generated_tokens.labels(model).inc(completion_tokens)
+
+    def observe_generated(self, model: str, tokens: int, seconds_per_token: float | None) -> None:
+        self.generated_tokens.labels(model).inc(tokens)
+        if seconds_per_token is not None:
+            self.inter_token_seconds.labels(model).observe(seconds_per_token)
 
     def observe_load(self, model: str, seconds: float) -> None:
         self.model_load_seconds.labels(model).observe(seconds)
@@ -83,13 +105,28 @@ class _LiveCollector(Collector):
                                    labels=["state"])  # fmt: skip
         queue = GaugeMetricFamily("ovrunner_queue_depth", "Requests admitted to a runner",
                                   labels=["model", "engine", "kind"])  # fmt: skip
+        cache = GaugeMetricFamily("ovrunner_kv_cache_usage_ratio",
+                                  "Share of a runner's KV cache in use", labels=["model"])  # fmt: skip
+        cache_bytes = GaugeMetricFamily("ovrunner_kv_cache_bytes",
+                                        "Size of a runner's KV cache", labels=["model"])  # fmt: skip
+        assisted = [CounterMetricFamily(f"ovrunner_assisted_{kind}_tokens", text,
+                                        labels=["model", "decoding"])
+                    for kind, text in (("proposed", ASSISTED_PROPOSED), ("accepted", ASSISTED_ACCEPTED))]  # fmt: skip
         states = dict.fromkeys(RunnerState, 0)
         for slot in self._lifecycle.slots():
             states[slot.state] += 1
-            if slot.runner is not None:
-                stats = slot.runner.stats()
-                for kind in ("running", "waiting"):
-                    queue.add_metric([slot.model.id, slot.engine, kind], getattr(stats, kind))
+            if slot.runner is None:
+                continue
+            stats = slot.runner.stats()
+            for kind in ("running", "waiting"):
+                queue.add_metric([slot.model.id, slot.engine, kind], getattr(stats, kind))
+            if isinstance(stats, BatchingStats):
+                cache.add_metric([slot.model.id], stats.cache_usage)
+                cache_bytes.add_metric([slot.model.id], stats.kv_cache_bytes)
+                if stats.assisted_steps:
+                    labels = [slot.model.id, stats.decoding]
+                    assisted[0].add_metric(labels, stats.assisted_proposed)
+                    assisted[1].add_metric(labels, stats.assisted_tokens - stats.assisted_steps)
         for state, count in states.items():
             loaded.add_metric([state.value], count)
         busy = GaugeMetricFamily("ovrunner_busy_counter_microseconds",
@@ -99,7 +136,7 @@ class _LiveCollector(Collector):
                 busy.add_metric([counter.name], counter.read_us())
             except Exception:  # noqa: BLE001 - an absent device has no reading
                 continue
-        return [loaded, queue, busy]
+        return [loaded, queue, busy, cache, cache_bytes, *assisted]
 
 
 class AccessLog:

@@ -44,6 +44,23 @@ class Settings(BaseSettings):
     )
     device: str = Field("CPU", description="OpenVINO device for the `openvino` engine.")
     kv_cache_gb: int = Field(1, ge=1, description="KV-cache size per runner, in GB.")
+    inference_precision: Literal["auto", "f32", "bf16", "f16"] = Field(
+        "auto",
+        description="Precision the `openvino` engine computes in; `auto`: f32 on CPU (measured "
+        "as fast or faster than bf16), the device's own choice elsewhere.",
+    )
+    kv_cache_precision: Literal["auto", "u8", "u4", "f16", "bf16", "f32"] = Field(
+        "auto", description="KV-cache precision; `auto`: the device's own (u8 on CPU)."
+    )
+    engine_threads: int = Field(
+        0, ge=0, description="Threads of each engine's inference; 0: every core."
+    )
+    max_batched_tokens: int | None = Field(
+        None,
+        ge=16,
+        description="Tokens one engine step may process, prompts and new tokens together; "
+        "unset: the engine's default (256 on OpenVINO).",
+    )
     max_queue: int = Field(
         64, ge=1, description="Requests admitted per runner (running plus waiting)."
     )

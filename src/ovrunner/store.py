@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import shutil
 import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -49,10 +50,16 @@ class Manifest:
     # hermes, llama3_json or mistral: overrides the family read from the chat template.
     tool_format: str | None = None
     mode: str = Mode.COMPLETION.value
+    # Assisted decoding (docs/settings.md): candidates from the prompt's n-grams, or from
+    # another stored model used as a draft.
+    prompt_lookup: bool = False
+    draft_model: str | None = None
 
     def ref(self, directory: Path) -> ModelRef:
-        return ModelRef(self.id, directory / self.file, ModelFormat(self.format), self.engine,
-                        self.tool_format, Mode(self.mode))  # fmt: skip
+        # A derived model's file lies in its base's directory (`../base/model.gguf`).
+        path = Path(os.path.normpath(directory / self.file))
+        return ModelRef(self.id, path, ModelFormat(self.format), self.engine,
+                        self.tool_format, Mode(self.mode), self.prompt_lookup)  # fmt: skip
 
 
 def validate_model_id(model_id: str) -> str:
@@ -85,8 +92,20 @@ class ModelStore:
                     f"the stored model {model_id!r} is damaged (its manifest: {exc}); "
                     "remove it and import or pull it again"
                 ) from exc
-            return manifest.ref(directory)
+            return self._with_draft(manifest, manifest.ref(directory))
         raise ModelNotFoundError(f"The model {model_id!r} does not exist", param="model")
+
+    def _with_draft(self, manifest: Manifest, ref: ModelRef) -> ModelRef:
+        if manifest.draft_model is None:
+            return ref
+        try:
+            draft = self.get(manifest.draft_model)
+        except ModelNotFoundError as exc:
+            raise ModelLoadFailedError(
+                f"the draft model {manifest.draft_model!r} of {manifest.id!r} is not in the store"
+            ) from exc
+        # A draft is used plainly: its own assistance is not stacked.
+        return replace(ref, draft=replace(draft, prompt_lookup=False, draft=None))
 
     def list_ids(self) -> list[str]:
         stored = set()
@@ -173,6 +192,36 @@ class ModelStore:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         return manifest.ref(target)
+
+    def derive(
+        self, base_id: str, model_id: str, *, prompt_lookup: bool, draft_model: str | None
+    ) -> ModelRef:
+        """A new model on the files of `base_id` with its own decoding settings, as
+        `ollama create` makes one from a base and parameters; the files are not copied."""
+        base = self.manifest(base_id)
+        target = self._dir(model_id)
+        if target.exists():
+            raise InvalidRequestError(f"the model {model_id!r} already exists", param="name")
+        if base.mode != Mode.COMPLETION.value:
+            raise InvalidValueError(f"{base_id!r} is an {base.mode} model: nothing to decode")
+        if prompt_lookup and draft_model is not None:
+            raise InvalidValueError("prompt lookup and a draft model exclude each other")
+        if draft_model is not None:
+            self.get(draft_model)  # 404 now, not at the first load
+        base_file = self._dir(base_id) / base.file
+        manifest = replace(
+            base, id=model_id, source=f"derived:{base_id}", created=int(time.time()),
+            file=os.path.relpath(base_file, target), size_bytes=0,
+            prompt_lookup=prompt_lookup, draft_model=draft_model,
+        )  # fmt: skip
+        self.models_dir.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".derive-", dir=self.models_dir))
+        try:
+            (staging / MANIFEST).write_text(json.dumps(asdict(manifest), indent=2))
+            staging.rename(target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return self.get(model_id)
 
     def created(self, model_id: str) -> int:
         manifest_path = self._dir(model_id) / MANIFEST

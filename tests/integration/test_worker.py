@@ -60,6 +60,30 @@ def test_json_jobs_validate_against_their_schema(
     assert json.loads(body["text"]) == body["json"]
 
 
+def test_summary_decodes_with_prompt_lookup_on_its_own_runner(server: ServerProcess) -> None:
+    notes = (f"{ALERT} The on-call engineer, Priya Raman, moved the logs of db-2 to /mnt/archive "
+             "at 14:05 and opened ticket OPS-4411. ") * 4  # fmt: skip
+    response = post(server, "/exp/v1/worker/generate", {"job": "summary", "input": notes})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert_worker_response(body, "summary")
+    usage = body["usage"]
+    assert usage["completion_tokens"] > 0 and usage["prompt_tokens"] > 0
+    assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
+    runners = httpx.get(f"{server.base_url}/engines/ps").json()["runners"]
+    lookup = [r for r in runners if r["model"] == MODEL and r["decoding"] == "prompt_lookup"]
+    assert len(lookup) == 1 and lookup[0]["stats"]["assisted_proposed"] > 0
+    # SmolLM2 copies the notes' names and figures: some proposed tokens were accepted.
+    metrics = httpx.get(f"{server.base_url}/metrics").text
+    accepted = [line for line in metrics.splitlines()
+                if line.startswith("ovrunner_assisted_accepted_tokens_total{")
+                and 'decoding="prompt_lookup"' in line]  # fmt: skip
+    assert accepted and float(accepted[0].rsplit(" ", 1)[1]) > 0
+    # The chat routes keep decoding plainly, on the model's own runner.
+    plain = [r for r in runners if r["model"] == MODEL and r["decoding"] == "plain"]
+    assert len(plain) == 1
+
+
 def test_max_new_tokens_bounds_the_answer(server: ServerProcess) -> None:
     body = post(server, "/exp/v1/worker/generate",
                 {"job": "summary", "input": ALERT * 3, "max_new_tokens": 3}).json()  # fmt: skip

@@ -66,6 +66,17 @@ class ModelRef:
     # does not tell: the manifest's `tool_format`.
     tool_format: str | None = None
     mode: Mode = Mode.COMPLETION
+    # Assisted decoding, from the manifest (or a job preset, for prompt lookup): candidate
+    # tokens from n-grams of the prompt, or from a smaller draft model that the model checks.
+    prompt_lookup: bool = False
+    draft: ModelRef | None = None
+
+    @property
+    def decoding(self) -> str:
+        """`plain`, `prompt_lookup`, or `draft:<model id>`."""
+        if self.prompt_lookup:
+            return "prompt_lookup"
+        return "plain" if self.draft is None else f"draft:{self.draft.id}"
 
 
 @dataclass(frozen=True)
@@ -250,12 +261,28 @@ class BatchingStats(RunnerStats):
     engine_pid: int | None
     restarts: int
     restarting: bool
+    # Assisted decoding (prompt lookup, a draft model): its steps that yielded tokens, the
+    # tokens they yielded, and the candidates proposed. `plain` runners leave them at 0.
+    decoding: str = "plain"
+    assisted_steps: int = 0
+    assisted_tokens: int = 0
+    assisted_proposed: int = 0
 
 
 @dataclass(frozen=True)
 class NpuStats(RunnerStats):
     max_prompt_len: int
     max_new_tokens: int
+
+
+@dataclass(frozen=True)
+class EngineTuning:
+    """Engine settings that change speed, not answers (`auto`: the engine's measured choice)."""
+
+    inference_precision: str = "auto"
+    kv_cache_precision: str = "auto"
+    threads: int = 0  # 0: the device plugin's choice (every core)
+    max_batched_tokens: int | None = None  # tokens one step may process; None: the engine's
 
 
 @dataclass(frozen=True)
@@ -268,6 +295,7 @@ class LoadConfig:
     # An engine that fails this many times within the window is not restarted again.
     crash_limit: int = 3
     crash_window_s: float = 60.0
+    tuning: EngineTuning = EngineTuning()
 
 
 class Runner(abc.ABC):

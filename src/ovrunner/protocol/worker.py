@@ -6,6 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ovrunner.protocol.openai import Usage
+
 
 class WorkerRequest(BaseModel):
     # Unknown fields are ignored, as on the OpenAI routes; the bounds are checked by the job.
@@ -41,6 +43,8 @@ class WorkerResponse(BaseModel):
     npu_busy_before_us: int | None = None
     npu_busy_after_us: int | None = None
     cache_dir: str | None = None
+    # Tokens of the job's prompt (its instructions and input, templated) and answer.
+    usage: Usage | None = None
 
     def body(self) -> dict[str, Any]:
         return self.model_dump(by_alias=True, exclude_none=False, exclude=self._absent())

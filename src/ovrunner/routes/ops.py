@@ -80,6 +80,7 @@ async def engines_ps(request: Request) -> JSONResponse:
             {
                 "model": slot.model.id,
                 "engine": slot.engine,
+                "decoding": slot.model.decoding,
                 "device": runner.device if runner else None,
                 "state": slot.state,
                 "error": str(runner.failure) if runner and runner.failure else None,

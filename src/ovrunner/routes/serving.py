@@ -40,8 +40,11 @@ class UsageTally:
         self._completion_tokens[delta.index] = delta.completion_tokens
         return delta
 
+    def completion_tokens(self) -> int:
+        return sum(self._completion_tokens.values())
+
     def usage(self) -> Usage:
-        completion = sum(self._completion_tokens.values())
+        completion = self.completion_tokens()
         return Usage(prompt_tokens=self._prompt_tokens, completion_tokens=completion,
                      total_tokens=self._prompt_tokens + completion)  # fmt: skip
 
@@ -58,6 +61,8 @@ class Generation:
         self._lease = lease
         self._metrics = metrics
         self._closed = False
+        self._counted = 0  # generated tokens already counted in /metrics
+        self._counted_at = time.perf_counter()
         self.deltas = self._iterate()
 
     @property
@@ -68,9 +73,22 @@ class Generation:
     async def _iterate(self) -> AsyncGenerator[GenerationDelta, None]:
         parse = self._parser.parse if self._parser is not None else None
         if self._first is not None:
-            yield self.tally.add(parse(self._first) if parse else self._first)
+            yield self._count(self.tally.add(parse(self._first) if parse else self._first))
         async for delta in self._source:
-            yield self.tally.add(parse(delta) if parse else delta)
+            yield self._count(self.tally.add(parse(delta) if parse else delta))
+
+    def _count(self, delta: GenerationDelta) -> GenerationDelta:
+        """Generated tokens reach /metrics as they stream (a long answer is no late burst),
+        with the gap per token since the previous delta (inter-token latency)."""
+        generated = self.tally.completion_tokens()
+        new = generated - self._counted
+        if new > 0:
+            now = time.perf_counter()
+            model_id = self._lease.runner.model_id
+            gap = (now - self._counted_at) / new if self._counted else None
+            self._metrics.observe_generated(model_id, new, gap)
+            self._counted, self._counted_at = generated, now
+        return delta
 
     async def aclose(self) -> None:
         if self._closed:
@@ -85,7 +103,9 @@ class Generation:
             self._lease.release()
             usage = self.tally.usage()
             model_id = self._lease.runner.model_id
-            self._metrics.observe_usage(model_id, usage.prompt_tokens, usage.completion_tokens)
+            self._metrics.observe_usage(
+                model_id, usage.prompt_tokens, usage.completion_tokens - self._counted
+            )
 
 
 async def start_generation(
@@ -103,9 +123,11 @@ async def start_generation(
     model, engine_name = lifecycle.resolve(model_id, engine=pinned)
     require_mode(model, Mode.COMPLETION)
     await request.app.state.registry.get(engine_name).validate(generation)
+    arrived = time.perf_counter()
     lease = await lifecycle.acquire(model_id, engine=pinned, keep_alive=keep_alive)
     runner = lease.runner
     started = time.perf_counter()
+    metrics.queue_wait_seconds.labels(runner.model_id).observe(started - arrived)
     deltas = None
     try:
         deltas = runner.generate(generation)

@@ -18,6 +18,7 @@ from ovrunner.busy import NpuSysfsCounter, counter_for
 from ovrunner.errors import InvalidRequestError
 from ovrunner.jobs import JobPresets, check_bounds, job_target, run_job, verify_busy
 from ovrunner.lifecycle import Lifecycle
+from ovrunner.protocol.openai import Usage
 from ovrunner.protocol.worker import Timing, WorkerRequest, WorkerResponse
 from ovrunner.routes.answers import unless_disconnected
 from ovrunner.routes.body import parse_body
@@ -36,7 +37,9 @@ async def _generate(request: Request, job: str | None) -> Response:
     preset = presets.get(job)
     max_new_tokens = check_bounds(preset, body.input, body.max_new_tokens)
     engine, model = job_target(preset, settings)
-    lease = await lifecycle.acquire(model, engine=engine)
+    # Prompt lookup is the continuous-batching engine's; the NPU engine runs the job plainly.
+    lookup = preset.prompt_lookup and engine == "openvino"
+    lease = await lifecycle.acquire(model, engine=engine, prompt_lookup=lookup)
     runner = lease.runner
     loaded = time.perf_counter()
     try:
@@ -70,6 +73,11 @@ async def _generate(request: Request, job: str | None) -> Response:
         npu_busy_before_us=busy.before_us if npu else None,
         npu_busy_after_us=busy.after_us if npu else None,
         cache_dir=str(settings.compile_cache_dir),
+        usage=Usage(
+            prompt_tokens=result.prompt_tokens,
+            completion_tokens=result.completion_tokens,
+            total_tokens=result.prompt_tokens + result.completion_tokens,
+        ),  # fmt: skip
     )
     error = verify_busy(busy)
     if error is not None:

@@ -23,6 +23,7 @@ import numpy
 from ovrunner.engines.base import (
     BatchingStats,
     EngineState,
+    EngineTuning,
     GenerationDelta,
     GenerationRequest,
     LoadConfig,
@@ -37,7 +38,9 @@ from ovrunner.engines.decoding.detokenize import DecodeMany
 from ovrunner.engines.openvino.common import (
     OpenVINOFamily,
     cache_properties,
+    draft_ir_dir,
     open_model,
+    open_tokenizer,
     openvino_status,
     require_device,
 )
@@ -52,6 +55,11 @@ from ovrunner.engines.openvino.generation import (
     read_chat_format,
     render_prompt,
     with_tool_constraint,
+)
+from ovrunner.engines.openvino.tuning import (
+    assist_for,
+    configure_scheduler,
+    device_properties,
 )
 from ovrunner.errors import (
     CrashLoopError,
@@ -80,7 +88,9 @@ class OpenVINOEngine(OpenVINOFamily):
             properties = {**cache_properties(config.cache_dir), "INFERENCE_PRECISION_HINT": "f32"}
             return load_encoder(genai, model, config.device, properties)
         info = self.describe(model)
-        spec = PipelineSpec(model, config.device, config.kv_cache_gb, config.cache_dir)
+        spec = PipelineSpec(
+            model, config.device, config.kv_cache_gb, config.cache_dir, config.tuning
+        )
         level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
 
         def start_process() -> tuple[EngineProcess, Ready]:
@@ -96,7 +106,7 @@ class OpenVINOEngine(OpenVINOFamily):
             # The server's own tokenizer (templating, encoding, decoding) builds while the
             # engine process opens the pipeline. One thread: its small calls gain nothing
             # from a second one, which would only spin on the core the pipeline steps on.
-            tokenizer = genai.Tokenizer(str(model.path), INFERENCE_NUM_THREADS=1)
+            tokenizer = open_tokenizer(genai, model, INFERENCE_NUM_THREADS=1)
             decode_many = decoder(tokenizer, model)
             ready = process.wait_ready()
         except ModelLoadFailedError:
@@ -120,6 +130,7 @@ class PipelineSpec:
     device: str
     kv_cache_gb: int
     cache_dir: Path | None
+    tuning: EngineTuning = EngineTuning()
 
 
 def open_pipeline(spec: PipelineSpec) -> Any:
@@ -128,7 +139,14 @@ def open_pipeline(spec: PipelineSpec) -> Any:
     scheduler = genai.SchedulerConfig()
     scheduler.enable_prefix_caching = True
     scheduler.cache_size = spec.kv_cache_gb
-    properties = cache_properties(spec.cache_dir)
+    configure_scheduler(scheduler, spec.tuning)
+    device = device_properties(spec.tuning, spec.device)
+    properties = {**cache_properties(spec.cache_dir), **device}
+    if spec.model.prompt_lookup:
+        properties["prompt_lookup"] = True
+    elif spec.model.draft is not None:
+        draft_dir = draft_ir_dir(genai, spec.model.draft)
+        properties["draft_model"] = genai.draft_model(str(draft_dir), spec.device, **device)
 
     def construct(source: str, tokenizer: Any, props: dict[str, Any]) -> Any:
         if tokenizer is None:
@@ -166,6 +184,8 @@ class OpenVINORunner(Runner):
         self.model_path = model.path
         self.device = config.device
         self.context_window = info.context_window
+        self._assist = assist_for(model)
+        self._decoding = model.decoding
         self._genai = import_genai()
         self._tokenizer = tokenizer
         self.chat_format = read_chat_format(tokenizer, model.tool_format)
@@ -207,9 +227,10 @@ class OpenVINORunner(Runner):
         prompt_tokens = int(prompt.shape[1])
         # The engine process builds the same config; building it here too turns a bad
         # request into a 400 before it is sent.
-        generation_config(self._genai, self._defaults, sampling, prompt_tokens, self.context_window)
+        generation_config(self._genai, self._defaults, sampling, prompt_tokens,
+                          self.context_window, self._assist)  # fmt: skip
         self._admitted += 1
-        submit = Submit(next(self._ids), prompt.data, sampling, self.context_window)
+        submit = Submit(next(self._ids), prompt.data, sampling, self.context_window, self._assist)
         job = InFlight(
             submit, asyncio.get_running_loop(), RequestChoices(prompt_tokens, sampling.n)
         )
@@ -368,6 +389,10 @@ class OpenVINORunner(Runner):
             engine_pid=self._process.pid,
             restarts=self.restarts,
             restarting=self._restarting is not None,
+            decoding=self._decoding,
+            assisted_steps=engine.assisted_steps,
+            assisted_tokens=engine.assisted_tokens,
+            assisted_proposed=engine.assisted_proposed,
         )
 
     def close(self) -> None:

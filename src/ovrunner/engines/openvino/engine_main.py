@@ -26,6 +26,7 @@ from typing import Any
 
 from ovrunner.engines.base import FinishReason, SamplingParams
 from ovrunner.engines.openvino.generation import generation_config, import_genai
+from ovrunner.engines.openvino.tuning import Assist
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ class Submit:
     prompt_ids: Any  # a numpy array of token ids, shape (1, n)
     sampling: SamplingParams
     context_window: int
+    assist: Assist | None = None
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,11 @@ class EngineStats:
     kv_cache_bytes: int = 0
     # Whether the pipeline itself still holds unfinished requests (cancelled ones included).
     pipeline_busy: bool = False
+    # Assisted requests past their first token: steps that gave them tokens, those tokens,
+    # and the candidates proposed in those steps (accepted = tokens - steps).
+    assisted_steps: int = 0
+    assisted_tokens: int = 0
+    assisted_proposed: int = 0
 
 
 @dataclass(frozen=True)
@@ -156,6 +163,8 @@ class _Active:
     wants_log_probs: bool
     # The max_new_tokens the client asked for, when the pipeline was given more.
     cap: int | None = None
+    proposals: int = 0  # candidates per step, for an assisted request
+    started: bool = False  # has it had its first token (its prefill is behind it)
 
 
 @dataclass
@@ -218,9 +227,8 @@ class _Stepper:
     def _admit(self, submit: Submit) -> None:
         prompt = submit.prompt_ids
         try:
-            config = generation_config(
-                self._genai, self._defaults, submit.sampling, prompt.shape[1], submit.context_window
-            )
+            config = generation_config(self._genai, self._defaults, submit.sampling,
+                                       prompt.shape[1], submit.context_window, submit.assist)  # fmt: skip
             cap = None
             if config.max_new_tokens == 1:
                 cap, config.max_new_tokens = 1, PADDED_MAX_NEW_TOKENS
@@ -231,7 +239,8 @@ class _Stepper:
                 StepReport([RequestProgress(submit.request_id, [], True, error)], self.stats)
             )
             return
-        self._active[submit.request_id] = _Active(handle, submit.sampling.logprobs, cap)
+        proposals = submit.assist.num_assistant_tokens if submit.assist is not None else 0
+        self._active[submit.request_id] = _Active(handle, submit.sampling.logprobs, cap, proposals)
         self._unproven.add(submit.request_id)
 
     def _publish(self) -> None:
@@ -253,6 +262,11 @@ class _Stepper:
                     )
             if outputs:
                 advanced += 1
+                if active.proposals and active.started:
+                    self.stats.assisted_steps += 1
+                    self.stats.assisted_tokens += sum(len(o.token_ids) for o in outputs)
+                    self.stats.assisted_proposed += active.proposals
+                active.started = True
             if active.cap is not None and outputs:
                 # A padded request: its first token is the whole answer (see PADDED_...).
                 outputs = [_capped(output, active.cap) for output in outputs]

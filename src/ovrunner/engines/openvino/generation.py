@@ -13,6 +13,7 @@ from typing import Any
 from ovrunner.engines.base import GenerationRequest, ModelFormat, ModelRef, SamplingParams
 from ovrunner.engines.decoding.byte_vocab import fast_decoder
 from ovrunner.engines.decoding.detokenize import DecodeMany
+from ovrunner.engines.openvino.tuning import Assist
 from ovrunner.errors import (
     ContextLengthExceededError,
     EngineUnavailableError,
@@ -62,9 +63,15 @@ def check_context(sampling: SamplingParams, prompt_tokens: int, context_window: 
 
 
 def generation_config(
-    genai: Any, defaults: Any, sampling: SamplingParams, prompt_tokens: int, context_window: int
+    genai: Any,
+    defaults: Any,
+    sampling: SamplingParams,
+    prompt_tokens: int,
+    context_window: int,
+    assist: Assist | None = None,
 ) -> Any:
-    """The config for one request. `defaults` is the pipeline's own config (EOS ids).
+    """The config for one request. `defaults` is the pipeline's own config (EOS ids);
+    `assist` what an assisted pipeline (prompt lookup, a draft model) needs of each request.
 
     With no `max_tokens` the completion may run to the end of the context window.
     """
@@ -108,6 +115,14 @@ def generation_config(
         )
     elif sampling.tool_calls is not None:
         config.structured_output_config = structural_tags(genai, sampling.tool_calls)
+    if assist is not None:
+        if sampling.n > 1:  # the assisted pipelines generate one sequence per request
+            raise InvalidRequestError(
+                "n > 1 is not available on this model: it decodes with prompt lookup or a "
+                "draft model, which generate one choice per request",
+                param="n",
+            )
+        assist.apply(config)
     try:
         config.validate()
     except RuntimeError as exc:  # the binding's C++ check, on this request's values
