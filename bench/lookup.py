@@ -90,22 +90,19 @@ def run(base_url: str, job: str) -> dict[str, object]:
             "tok_s": tokens / (body["timing_ms"]["generate"] / 1000)}  # fmt: skip
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3)
-    args = parser.parse_args(argv)
-    RESULTS.mkdir(parents=True, exist_ok=True)
+def lookup_jobs(rounds: int) -> dict[str, object]:
+    """Each job of `JOBS`, plain and with prompt lookup, `rounds` pairs on one server."""
     store = Path(tempfile.mkdtemp(prefix="ovrunner-lookup-"))
     server = ServerProcess(store, "--preload", "--jobs-file", str(presets_file(store)))
     server.wait_ready()
-    report: dict[str, object] = {"input_chars": len(NOTES), "rounds": args.rounds, "jobs": {}}
+    report: dict[str, object] = {"input_chars": len(NOTES), "rounds": rounds, "jobs": {}}
     try:
         for job in JOBS:
             pair = (job, f"{job}_lookup")
             for name in pair:
                 run(server.base_url, name)  # loads the runner, warms its caches
             runs: dict[str, list[dict[str, object]]] = {name: [] for name in pair}
-            for round_ in range(args.rounds):
+            for round_ in range(rounds):
                 for name in pair if round_ % 2 == 0 else reversed(pair):
                     runs[name].append(run(server.base_url, name))
             plain, lookup = runs[job], runs[f"{job}_lookup"]
@@ -130,6 +127,15 @@ def main(argv: list[str] | None = None) -> int:
                              if line.startswith("ovrunner_assisted_")]  # fmt: skip
     finally:
         server.stop()
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args(argv)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    report = lookup_jobs(args.rounds)
     (RESULTS / "lookup.json").write_text(json.dumps(report, indent=2))
     lines = [f"Prompt lookup on worker jobs, {report['input_chars']}-character input, SmolLM2-135M, "
              f"greedy, {args.rounds} paired rounds", "",

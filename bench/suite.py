@@ -35,6 +35,7 @@ from pathlib import Path
 import httpx
 from tests.support.server import ServerProcess, free_port
 
+from bench.lookup import lookup_jobs
 from bench.memory import resident_mib
 from bench.report import markdown, plot, targets
 from bench.throughput import MODEL, RawPipeline, prompts
@@ -67,7 +68,7 @@ class Level:
         return {
             "system": self.system, "concurrency": self.concurrency,
             "tok_s": round(sum(s.tokens for s in done) / self.seconds, 1),
-            "ttft_p50": _pct(ttft, 50), "ttft_p95": _pct(ttft, 95),
+            "ttft_p50": _pct(ttft, 50), "ttft_p90": _pct(ttft, 90), "ttft_p95": _pct(ttft, 95),
             "itl_p50_ms": _ms(_pct(itl, 50)), "itl_p95_ms": _ms(_pct(itl, 95)),
             "completed": len(done), "failed": len(self.streams) - len(done),
         }  # fmt: skip
@@ -205,11 +206,14 @@ def llama_cpp_python(python: Path, gguf: Path, port: int) -> list[str]:
             "--interrupt_requests", "False"]  # fmt: skip
 
 
-def llama_server(binary: Path, gguf: Path, port: int) -> list[str]:
-    """llama.cpp's server: 16 parallel slots sharing a 32k context, continuous batching,
-    the same two threads as ovrunner's engine."""
+def llama_server(binary: Path, gguf: Path, port: int, slots: int = 16) -> list[str]:
+    """llama.cpp's server: a parallel slot per stream of the highest level (at least 16)
+    sharing a context of 1,024 tokens a slot (at least 32k), continuous batching, the same
+    two threads as ovrunner's engine."""
+    slots = max(16, slots)
     return [str(binary), "-m", str(gguf), "--host", "127.0.0.1", "--port", str(port),
-            "-t", "2", "-np", "16", "-c", "32768", "--cont-batching"]  # fmt: skip
+            "-t", "2", "-np", str(slots), "-c", str(max(32768, 1024 * slots)),
+            "--cont-batching"]  # fmt: skip
 
 
 class PeerServer:
@@ -285,7 +289,7 @@ def restart_times(store: Path) -> dict[str, object]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--levels", type=int, nargs="+", default=[1, 4, 8, 16])
+    parser.add_argument("--levels", type=int, nargs="+", default=[1, 8, 16, 32])
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument(
         "--rounds",
@@ -316,7 +320,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no llama-cpp-python peer: {args.peer_python} is missing", file=sys.stderr)
     if args.llama_server.exists():
         rival = PeerServer(None, RESULTS / "llama-server.log",
-                           make=lambda port: llama_server(args.llama_server, gguf, port))  # fmt: skip
+                           make=lambda port: llama_server(args.llama_server, gguf, port,
+                                                          max(args.levels)))  # fmt: skip
     else:
         print(f"no llama-server: {args.llama_server} is missing (make bench-peer builds it)",
               file=sys.stderr)  # fmt: skip
@@ -340,6 +345,10 @@ def main(argv: list[str] | None = None) -> int:
                 for measure in pair if round_ % 2 == 0 else reversed(pair):
                     levels.append(measure())
                     print(json.dumps(levels[-1].row()), flush=True)
+            if level == 16:  # the issue's memory comparison: the peaks so far, both servers
+                memory["peak_at_16_mib"] = resident_mib(server.process.pid, "VmHWM")
+                if rival is not None:
+                    memory["llama_server_peak_at_16_mib"] = resident_mib(rival.process.pid, "VmHWM")
             if peer is not None:  # slow (it serializes requests), so measured once per level
                 levels.append(run_http("llama-cpp", peer.base_url, MODEL, texts, args.max_tokens,
                                        count_tokens, {"logit_bias": EOS_BIAS}))  # fmt: skip
@@ -348,6 +357,8 @@ def main(argv: list[str] | None = None) -> int:
         memory["peak_mib"] = resident_mib(server.process.pid, "VmHWM")
         stats = httpx.get(f"{server.base_url}/engines/ps").json()["runners"][0]["stats"]
         memory["kv_cache_mib"] = round(stats["kv_cache_bytes"] / 2**20, 1)
+        if rival is not None:
+            memory["llama_server_peak_mib"] = resident_mib(rival.process.pid, "VmHWM")
         prefix = prefix_cache(server.base_url, count_tokens)
     finally:
         server.stop()
@@ -356,10 +367,13 @@ def main(argv: list[str] | None = None) -> int:
                 other.stop()
         shutil.rmtree(store, ignore_errors=True)
 
+    lookup = lookup_jobs(rounds=args.rounds)
     rows = combine(levels)
+    paired = paired_ratios(levels)
     report = {"max_tokens": args.max_tokens, "rounds": args.rounds, "rows": rows,
-              "paired_http_over_raw": paired_ratios(levels), "prefix_cache": prefix, "memory": memory,
-              "restart": restart, "targets": targets(rows, paired_ratios(levels), prefix, restart)}  # fmt: skip
+              "paired_http_over_raw": paired, "prefix_cache": prefix, "memory": memory,
+              "restart": restart, "lookup": lookup,
+              "targets": targets(rows, paired, prefix, restart, lookup)}  # fmt: skip
     (RESULTS / "suite.json").write_text(json.dumps(report, indent=2))
     (RESULTS / "suite.md").write_text(markdown(report))
     plot(rows, RESULTS / "suite.png")

@@ -78,6 +78,7 @@ def create_app(settings: Settings, registry: EngineRegistry | None = None) -> St
             kv_cache_precision=settings.kv_cache_precision,
             threads=settings.engine_threads,
             max_batched_tokens=settings.max_batched_tokens,
+            admission_window_ms=settings.admission_window_ms,
         ),
     )
     metrics = Metrics()

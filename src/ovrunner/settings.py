@@ -61,6 +61,13 @@ class Settings(BaseSettings):
         description="Tokens one engine step may process, prompts and new tokens together; "
         "unset: the engine's default (256 on OpenVINO).",
     )
+    admission_window_ms: float = Field(
+        0,
+        ge=0,
+        le=100,
+        description="How long an idle engine woken by a request waits for more before its "
+        "first step, so a burst prefills together.",
+    )
     max_queue: int = Field(
         64, ge=1, description="Requests admitted per runner (running plus waiting)."
     )

@@ -159,6 +159,11 @@ def test_metrics_count_tokens_and_requests(client: TestClient) -> None:
     assert after[("ovrunner_loaded_runners", (("state", "ready"),))] >= 1
     assert after[("ovrunner_busy_counter_microseconds", (("counter", "process_cpu_time_us"),))] > 0
     assert after[("ovrunner_model_load_seconds_count", (("model", TINY),))] >= 1
+    # What an operator reads of the engine: waits, the gaps between tokens, the KV cache.
+    assert grew("ovrunner_queue_wait_seconds_count", model=TINY) == 1
+    assert 1 <= grew("ovrunner_inter_token_latency_seconds_count", model=TINY) <= 4
+    assert after[("ovrunner_kv_cache_bytes", (("model", TINY),))] > 0
+    assert 0 <= after[("ovrunner_kv_cache_usage_ratio", (("model", TINY),))] <= 1
 
 
 def test_ps_shows_keep_alive_and_memory(client: TestClient) -> None:

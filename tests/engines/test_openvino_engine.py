@@ -12,6 +12,7 @@ import pytest
 from ovrunner.engines import model_files
 from ovrunner.engines.base import (
     EngineStatus,
+    EngineTuning,
     FinishReason,
     GenerationDelta,
     GenerationRequest,
@@ -22,6 +23,7 @@ from ovrunner.engines.base import (
 )
 from ovrunner.engines.openvino.batching import OpenVINOEngine, OpenVINORunner
 from ovrunner.engines.openvino.generation import import_genai
+from ovrunner.engines.openvino.tuning import device_properties
 from ovrunner.engines.tiny_model import CONTEXT_LENGTH
 from ovrunner.errors import ContextLengthExceededError, EngineUnavailableError
 
@@ -132,9 +134,11 @@ def test_stream_deltas_join_to_the_full_text(tiny_runner: OpenVINORunner) -> Non
     assert len([d for d in deltas if d.text]) > 3
     assert deltas[-1].completion_tokens == 40
     assert deltas[-1].finish_reason is FinishReason.LENGTH
-    # The reference: the same greedy generation through the pipeline's own batch API.
+    # The reference: the same greedy generation through the pipeline's own batch API, in the
+    # precision the engine computes in (bf16 would part from it on a bf16-capable CPU).
     genai = pytest.importorskip("openvino_genai")
-    pipe = genai.LLMPipeline(str(tiny_runner_model_path(tiny_runner)), "CPU")
+    properties = device_properties(EngineTuning(), "CPU")
+    pipe = genai.LLMPipeline(str(tiny_runner_model_path(tiny_runner)), "CPU", **properties)
     config = genai.GenerationConfig(max_new_tokens=40, ignore_eos=True, apply_chat_template=False)
     expected = pipe.generate("once upon a time", config)
     assert "".join(d.text for d in deltas) == str(expected)

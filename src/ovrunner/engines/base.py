@@ -283,6 +283,8 @@ class EngineTuning:
     kv_cache_precision: str = "auto"
     threads: int = 0  # 0: the device plugin's choice (every core)
     max_batched_tokens: int | None = None  # tokens one step may process; None: the engine's
+    # How long an idle engine woken by a request waits for more before its first step.
+    admission_window_ms: float = 0.0
 
 
 @dataclass(frozen=True)

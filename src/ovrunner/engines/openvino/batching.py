@@ -93,15 +93,19 @@ class OpenVINOEngine(OpenVINOFamily):
         )
         level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
 
+        window = config.tuning.admission_window_ms / 1000
+
         def start_process() -> tuple[EngineProcess, Ready]:
-            process = EngineProcess(open_pipeline, spec, name=model.id, log_level=level)
+            process = EngineProcess(open_pipeline, spec, name=model.id, log_level=level,
+                                    admission_window_s=window)  # fmt: skip
             try:
                 return process, process.wait_ready()
             except BaseException:
                 process.close()
                 raise
 
-        process = EngineProcess(open_pipeline, spec, name=model.id, log_level=level)
+        process = EngineProcess(open_pipeline, spec, name=model.id, log_level=level,
+                                admission_window_s=window)  # fmt: skip
         try:
             # The server's own tokenizer (templating, encoding, decoding) builds while the
             # engine process opens the pipeline. One thread: its small calls gain nothing

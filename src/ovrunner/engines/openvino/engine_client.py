@@ -75,6 +75,7 @@ class EngineProcess:
         *,
         name: str,
         log_level: str = "INFO",
+        admission_window_s: float = 0.0,
     ) -> None:
         self.name = name
         self._on_updates: OnUpdates = lambda items: None
@@ -84,7 +85,7 @@ class EngineProcess:
         self._conn, child_conn = context.Pipe()
         self._process = context.Process(
             target=engine_main.serve,
-            args=(child_conn, opener, spec, log_level),
+            args=(child_conn, opener, spec, log_level, admission_window_s),
             name=f"ovrunner-engine-{name}",
             daemon=True,  # never outlives the server
         )

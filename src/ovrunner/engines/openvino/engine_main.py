@@ -130,9 +130,12 @@ class StepFailed:
 Opener = Callable[[Any], Any]  # spec -> an open ContinuousBatchingPipeline
 
 
-def serve(conn: Connection, opener: Opener, spec: Any, log_level: str) -> None:
+def serve(
+    conn: Connection, opener: Opener, spec: Any, log_level: str, admission_window_s: float = 0.0
+) -> None:
     """Entry point of the engine process: open the pipeline, then step until the server
-    closes the connection."""
+    closes the connection. An idle engine woken by a request waits `admission_window_s` for
+    more, so that a burst prefills in one step."""
     # Ctrl-C reaches the whole process group; the server decides when this process ends.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
@@ -144,7 +147,7 @@ def serve(conn: Connection, opener: Opener, spec: Any, log_level: str) -> None:
     defaults = pipeline.get_config()
     conn.send(Ready(defaults.eos_token_id, set(defaults.stop_token_ids)))
     try:
-        _Stepper(pipeline, conn).run()
+        _Stepper(pipeline, conn, admission_window_s).run()
     except (EOFError, BrokenPipeError):
         pass  # the server went away
 
@@ -171,6 +174,7 @@ class _Active:
 class _Stepper:
     pipeline: Any
     conn: Connection
+    admission_window_s: float = 0.0
     stats: EngineStats = field(default_factory=EngineStats)
     _active: dict[int, _Active] = field(default_factory=dict)
     # Handles of padded requests already answered, kept until their pipeline finishes them
@@ -191,6 +195,8 @@ class _Stepper:
         while True:
             if not (self._active or self.stats.pipeline_busy):  # as of the last step
                 self.conn.poll(None)  # idle: sleep until the server says something
+                if not self._gather():
+                    return
             if not self._apply_commands():
                 return
             if not self._has_work():
@@ -204,6 +210,14 @@ class _Stepper:
                 return
             self._unproven.clear()
             self._publish()
+
+    def _gather(self) -> bool:
+        """Admit what arrives within the admission window; False when asked to end."""
+        deadline = time.monotonic() + self.admission_window_s
+        while (left := deadline - time.monotonic()) > 0 and self.conn.poll(left):
+            if not self._apply_commands():
+                return False
+        return True
 
     def _has_work(self) -> bool:
         # Cancelled requests leave the pipeline on its next step, so step until it is empty.
