@@ -99,14 +99,15 @@ def create_app(settings: Settings, registry: EngineRegistry | None = None) -> St
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if settings.preload:
-            # The schema check builds its pipeline now rather than at the first schema.
-            warm_up = asyncio.create_task(asyncio.to_thread(shared_schema_check().warm_up))
             try:
                 await lifecycle.runner_for(settings.model)
             except OvrunnerError as exc:
                 # A broken model must not keep the server (and its other models) down: the
                 # error is reported now and again to each request for that model.
                 log.error("preloading %s failed: %s", settings.model, exc.message)
+            # The schema check builds its pipeline now rather than at the first schema, but
+            # after the model: on two cores, building both at once delayed ready by ~1 s.
+            warm_up = asyncio.create_task(asyncio.to_thread(shared_schema_check().warm_up))
         try:
             yield
         finally:
