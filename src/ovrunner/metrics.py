@@ -103,12 +103,15 @@ class _LiveCollector(Collector):
     def collect(self) -> Iterable[Any]:
         loaded = GaugeMetricFamily("ovrunner_loaded_runners", "Runners loaded or loading",
                                    labels=["state"])  # fmt: skip
+        # `decoding` tells a model's runners apart (its prompt-lookup runner runs beside it).
         queue = GaugeMetricFamily("ovrunner_queue_depth", "Requests admitted to a runner",
-                                  labels=["model", "engine", "kind"])  # fmt: skip
+                                  labels=["model", "engine", "decoding", "kind"])  # fmt: skip
         cache = GaugeMetricFamily("ovrunner_kv_cache_usage_ratio",
-                                  "Share of a runner's KV cache in use", labels=["model"])  # fmt: skip
+                                  "Share of a runner's KV cache in use",
+                                  labels=["model", "decoding"])  # fmt: skip
         cache_bytes = GaugeMetricFamily("ovrunner_kv_cache_bytes",
-                                        "Size of a runner's KV cache", labels=["model"])  # fmt: skip
+                                        "Size of a runner's KV cache",
+                                        labels=["model", "decoding"])  # fmt: skip
         assisted = [CounterMetricFamily(f"ovrunner_assisted_{kind}_tokens", text,
                                         labels=["model", "decoding"])
                     for kind, text in (("proposed", ASSISTED_PROPOSED), ("accepted", ASSISTED_ACCEPTED))]  # fmt: skip
@@ -118,13 +121,14 @@ class _LiveCollector(Collector):
             if slot.runner is None:
                 continue
             stats = slot.runner.stats()
+            labels = [slot.model.id, slot.model.decoding]
             for kind in ("running", "waiting"):
-                queue.add_metric([slot.model.id, slot.engine, kind], getattr(stats, kind))
+                queue.add_metric([slot.model.id, slot.engine, slot.model.decoding, kind],
+                                 getattr(stats, kind))  # fmt: skip
             if isinstance(stats, BatchingStats):
-                cache.add_metric([slot.model.id], stats.cache_usage)
-                cache_bytes.add_metric([slot.model.id], stats.kv_cache_bytes)
+                cache.add_metric(labels, stats.cache_usage)
+                cache_bytes.add_metric(labels, stats.kv_cache_bytes)
                 if stats.assisted_steps:
-                    labels = [slot.model.id, stats.decoding]
                     assisted[0].add_metric(labels, stats.assisted_proposed)
                     assisted[1].add_metric(labels, stats.assisted_tokens - stats.assisted_steps)
         for state, count in states.items():

@@ -162,8 +162,9 @@ def test_metrics_count_tokens_and_requests(client: TestClient) -> None:
     # What an operator reads of the engine: waits, the gaps between tokens, the KV cache.
     assert grew("ovrunner_queue_wait_seconds_count", model=TINY) == 1
     assert 1 <= grew("ovrunner_inter_token_latency_seconds_count", model=TINY) <= 4
-    assert after[("ovrunner_kv_cache_bytes", (("model", TINY),))] > 0
-    assert 0 <= after[("ovrunner_kv_cache_usage_ratio", (("model", TINY),))] <= 1
+    runner = (("decoding", "plain"), ("model", TINY))
+    assert after[("ovrunner_kv_cache_bytes", runner)] > 0
+    assert 0 <= after[("ovrunner_kv_cache_usage_ratio", runner)] <= 1
 
 
 def test_ps_shows_keep_alive_and_memory(client: TestClient) -> None:

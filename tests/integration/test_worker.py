@@ -79,6 +79,10 @@ def test_summary_decodes_with_prompt_lookup_on_its_own_runner(server: ServerProc
                 if line.startswith("ovrunner_assisted_accepted_tokens_total{")
                 and 'decoding="prompt_lookup"' in line]  # fmt: skip
     assert accepted and float(accepted[0].rsplit(" ", 1)[1]) > 0
+    # Two runners of one model: their series stay apart (a duplicate would break a scrape).
+    series = [line.rsplit(" ", 1)[0] for line in metrics.splitlines() if not line.startswith("#")]
+    assert len(series) == len(set(series))
+    assert f'ovrunner_kv_cache_bytes{{decoding="prompt_lookup",model="{MODEL}"}}' in metrics
     # The chat routes keep decoding plainly, on the model's own runner.
     plain = [r for r in runners if r["model"] == MODEL and r["decoding"] == "plain"]
     assert len(plain) == 1
