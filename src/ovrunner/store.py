@@ -142,7 +142,28 @@ class ModelStore:
         directory = self._dir(model_id)
         if not directory.is_dir():
             raise ModelNotFoundError(f"The model {model_id!r} does not exist", param="model")
+        dependants = self._dependants(model_id)
+        if dependants:
+            raise InvalidRequestError(
+                f"the model {model_id!r} is the base or draft of {', '.join(dependants)}; "
+                "remove those first",
+                param="model",
+            )
         shutil.rmtree(directory)
+
+    def _dependants(self, model_id: str) -> list[str]:
+        """Models made with `derive` on the files of `model_id`, or using it as a draft."""
+        found = []
+        for path in self.models_dir.glob(f"*/{MANIFEST}"):
+            try:
+                manifest = _read_manifest(path)
+            except (OSError, ValueError, TypeError):
+                continue
+            if manifest.id != model_id and (
+                manifest.source == f"derived:{model_id}" or manifest.draft_model == model_id
+            ):
+                found.append(manifest.id)
+        return sorted(found)
 
     def add(
         self,

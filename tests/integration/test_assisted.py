@@ -99,3 +99,9 @@ def test_create_refuses_what_cannot_work(tmp_path: Path, tiny_gguf: Path) -> Non
     taken = run_cli("models", "create", "tiny", "--from", "tiny", "--prompt-lookup", *flags)
     assert taken.returncode != 0 and "already exists" in taken.stderr
     assert "x" not in run_cli("models", "list", *flags).stdout.split()
+    # A base with a model derived from it stays until that model goes.
+    run_cli("models", "create", "y", "--from", "tiny", "--prompt-lookup", *flags, check=True)
+    kept = run_cli("models", "rm", "tiny", *flags)
+    assert kept.returncode != 0 and "y" in kept.stderr
+    run_cli("models", "rm", "y", *flags, check=True)
+    run_cli("models", "rm", "tiny", *flags, check=True)
