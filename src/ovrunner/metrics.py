@@ -83,10 +83,18 @@ class Metrics:
         self.prompt_tokens.labels(model).inc(prompt_tokens)
         self.generated_tokens.labels(model).inc(completion_tokens)
 
-    def observe_generated(self, model: str, tokens: int, seconds_per_token: float | None) -> None:
-        self.generated_tokens.labels(model).inc(tokens)
-        if seconds_per_token is not None:
-            self.inter_token_seconds.labels(model).observe(seconds_per_token)
+    def token_meter(self, model: str) -> Callable[[int, float | None], None]:
+        """Count a request's tokens as they stream: `meter(tokens, seconds_per_token)`, the
+        labelled series looked up once per request, not once per delta."""
+        generated = self.generated_tokens.labels(model)
+        gaps = self.inter_token_seconds.labels(model)
+
+        def meter(tokens: int, seconds_per_token: float | None) -> None:
+            generated.inc(tokens)
+            if seconds_per_token is not None:
+                gaps.observe(seconds_per_token)
+
+        return meter
 
     def observe_load(self, model: str, seconds: float) -> None:
         self.model_load_seconds.labels(model).observe(seconds)

@@ -77,8 +77,10 @@ class ModelStore:
     def _dir(self, model_id: str) -> Path:
         return self.models_dir / validate_model_id(model_id).replace("/", "--")
 
-    def get(self, model_id: str) -> ModelRef:
-        """The stored model `model_id`; the embedded default is registered on first use."""
+    def get(self, model_id: str, *, with_draft: bool = True) -> ModelRef:
+        """The stored model `model_id`; the embedded default is registered on first use.
+        `with_draft=False` leaves its draft model unresolved (a draft's own draft is not
+        used, and two models drafting for each other must not recurse)."""
         directory = self._dir(model_id)
         if model_id in EMBEDDED:
             # Checked each time: the package's location changes with the virtual environment.
@@ -92,20 +94,21 @@ class ModelStore:
                     f"the stored model {model_id!r} is damaged (its manifest: {exc}); "
                     "remove it and import or pull it again"
                 ) from exc
-            return self._with_draft(manifest, manifest.ref(directory))
+            ref = manifest.ref(directory)
+            return self._with_draft(manifest, ref) if with_draft else ref
         raise ModelNotFoundError(f"The model {model_id!r} does not exist", param="model")
 
     def _with_draft(self, manifest: Manifest, ref: ModelRef) -> ModelRef:
         if manifest.draft_model is None:
             return ref
         try:
-            draft = self.get(manifest.draft_model)
+            draft = self.get(manifest.draft_model, with_draft=False)
         except ModelNotFoundError as exc:
             raise ModelLoadFailedError(
                 f"the draft model {manifest.draft_model!r} of {manifest.id!r} is not in the store"
             ) from exc
         # A draft is used plainly: its own assistance is not stacked.
-        return replace(ref, draft=replace(draft, prompt_lookup=False, draft=None))
+        return replace(ref, draft=replace(draft, prompt_lookup=False))
 
     def list_ids(self) -> list[str]:
         stored = set()
@@ -228,7 +231,7 @@ class ModelStore:
         if prompt_lookup and draft_model is not None:
             raise InvalidValueError("prompt lookup and a draft model exclude each other")
         if draft_model is not None:
-            self.get(draft_model)  # 404 now, not at the first load
+            self.get(draft_model, with_draft=False)  # 404 now, not at the first load
         base_file = self._dir(base_id) / base.file
         manifest = replace(
             base, id=model_id, source=f"derived:{base_id}", created=int(time.time()),

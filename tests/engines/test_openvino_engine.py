@@ -244,3 +244,30 @@ def test_a_damaged_tokenizer_ir_is_built_again(tiny_model: ModelRef, tmp_path: P
     finally:
         runner.close()
     assert "broken" not in (tmp_path / model_files.TOKENIZER_XML).read_text()
+
+
+def test_an_admission_window_starts_a_burst_in_one_step(
+    tiny_model: ModelRef, tmp_path: Path
+) -> None:
+    """Two one-token requests 20 ms apart into an idle engine with a 300 ms window share
+    their first step (each ends at its first token, so no later step could join them)."""
+    copy = tmp_path / "m.gguf"
+    copy.write_bytes(tiny_model.path.read_bytes())
+    model = ModelRef("m", copy, ModelFormat.GGUF, "openvino")
+    config = LoadConfig(tuning=EngineTuning(admission_window_ms=300))
+    runner = OpenVINOEngine().load(model, config)
+    assert isinstance(runner, OpenVINORunner)
+    one = SamplingParams(max_tokens=1, temperature=0)
+
+    async def burst() -> list[list[GenerationDelta]]:
+        first = asyncio.ensure_future(collect(runner, raw("the quick", one)))
+        await asyncio.sleep(0.02)
+        second = asyncio.ensure_future(collect(runner, raw("a lazy dog", one)))
+        return [await first, await second]
+
+    try:
+        for deltas in asyncio.run(burst()):
+            assert deltas[-1].completion_tokens == 1
+        assert runner.stats().max_batch == 2
+    finally:
+        runner.close()

@@ -31,11 +31,6 @@ def server(tmp_path_factory: pytest.TempPathFactory, tiny_gguf: Path) -> Iterato
     process.stop()
 
 
-@pytest.fixture
-def client(server: ServerProcess) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{server.base_url}/v1", api_key="unused", max_retries=0)
-
-
 def answer(client: openai.OpenAI, model: str, prompt: str) -> str:
     completion = client.completions.create(model=model, prompt=prompt, max_tokens=32, temperature=0)
     return completion.choices[0].text
@@ -105,3 +100,16 @@ def test_create_refuses_what_cannot_work(tmp_path: Path, tiny_gguf: Path) -> Non
     assert kept.returncode != 0 and "y" in kept.stderr
     run_cli("models", "rm", "y", *flags, check=True)
     run_cli("models", "rm", "tiny", *flags, check=True)
+
+
+def test_two_models_drafting_for_each_other_still_load(tmp_path: Path, tiny_gguf: Path) -> None:
+    store = store_with_tiny(tmp_path / "store", tiny_gguf)
+    flags = ["--store-dir", str(store)]
+    # A draft's own draft is not followed, so the loop between them does not recurse.
+    run_cli("models", "create", "a", "--from", "tiny", "--draft-model", "tiny", *flags, check=True)
+    run_cli("models", "create", "b", "--from", "tiny", "--draft-model", "a", *flags, check=True)
+    manifest = store / "models" / "a" / "manifest.json"
+    manifest.write_text(manifest.read_text().replace('"draft_model": "tiny"', '"draft_model": "b"'))
+    assert {"a", "b"} <= set(run_cli("models", "list", *flags, check=True).stdout.split())
+    assert run_cli("run", "a", "hi", "--max-tokens", "2", *flags).returncode == 0
+    assert run_cli("models", "rm", "a", *flags).returncode != 0  # b drafts with it

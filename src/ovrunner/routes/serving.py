@@ -63,6 +63,7 @@ class Generation:
         self._closed = False
         self._counted = 0  # generated tokens already counted in /metrics
         self._counted_at = time.perf_counter()
+        self._meter = metrics.token_meter(lease.runner.model_id)
         self.deltas = self._iterate()
 
     @property
@@ -84,9 +85,8 @@ class Generation:
         new = generated - self._counted
         if new > 0:
             now = time.perf_counter()
-            model_id = self._lease.runner.model_id
             gap = (now - self._counted_at) / new if self._counted else None
-            self._metrics.observe_generated(model_id, new, gap)
+            self._meter(new, gap)
             self._counted, self._counted_at = generated, now
         return delta
 
