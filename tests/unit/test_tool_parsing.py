@@ -96,6 +96,12 @@ RECORDED: list[tuple[ToolFormat, list[str], str, list[tuple[str, dict]]]] = [
         "",
         [("now", {})],
     ),
+    (  # Qwen2.5-Coder-0.5B (Q4_K_M) with tool_choice auto: the bare object, no tags
+        HERMES,
+        ['{"name": "get_weather", "arguments": {"city": "Paris"}}'],
+        "",
+        [("get_weather", {"city": "Paris"})],
+    ),
     (  # Llama 3.1: one call (its <|python_tag|> left in by a decoder that keeps specials)
         LLAMA3_JSON,
         ["<|python_tag|>", '{"name": "get_weather", ', '"parameters": {"city": "Paris"}}'],
@@ -137,9 +143,11 @@ NOT_CALLS = [
 ]
 
 
-def parse(fmt: ToolFormat, pieces: list[str]) -> tuple[str, list[tuple[str, str, str]]]:
+def parse(
+    fmt: ToolFormat, pieces: list[str], names: frozenset[str] | None = None
+) -> tuple[str, list[tuple[str, str, str]]]:
     """Content and (id, name, arguments) of each call, from feeding `pieces` in order."""
-    parser = ToolCallParser(fmt.layout)
+    parser = ToolCallParser(fmt.layout, names=names)
     content = ""
     calls: dict[int, list[str]] = {}
     for out in [*(parser.feed(p) for p in pieces), parser.finish()]:
@@ -184,6 +192,19 @@ def test_streams_equal_the_whole_answer_at_every_split(fmt, tokens, content, exp
 def test_text_that_is_not_a_call_stays_content(fmt, text) -> None:
     for pieces in [[text], *splits(text)]:
         assert parse(fmt, pieces) == (text, [])
+
+
+def test_a_leading_object_is_a_call_only_if_it_names_an_offered_tool() -> None:
+    offered = frozenset({"get_weather"})
+    call = '{"name": "get_weather", "arguments": {"city": "Paris"}}'
+    for pieces in [[call], *splits(call)]:
+        assert without_ids(parse(HERMES, pieces, offered)[1]) == [
+            ("get_weather", '{"city": "Paris"}')
+        ]
+    for text in ['{"name": "Alice", "age": 3} is a person', '{"city": "Paris"}',
+                 'Here: {"name": "get_weather", "arguments": {}}']:  # fmt: skip
+        for pieces in [[text], *splits(text)]:
+            assert parse(HERMES, pieces, offered) == (text, []), pieces
 
 
 def test_markup_never_reaches_content_however_it_is_split() -> None:

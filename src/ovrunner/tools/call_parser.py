@@ -63,9 +63,17 @@ class _State(Enum):
 
 
 class ToolCallParser:
-    def __init__(self, layout: CallLayout, max_calls: int | None = None) -> None:
+    """`names`, the offered tools: a call opened by a bare object at the start (`leading`)
+    is one only if it names one of them, else it is content (a JSON answer)."""
+
+    def __init__(
+        self, layout: CallLayout, max_calls: int | None = None,
+        names: frozenset[str] | None = None,
+    ) -> None:  # fmt: skip
         self.layout = layout
         self._max_calls = max_calls
+        self._names = names
+        self._bare = False  # the call being read was opened by `leading`, with no opener
         self._state = _State.START
         self._buffer = ""  # received, not yet decided
         self._pending_blank = ""  # blanks held until what follows them is known
@@ -141,6 +149,7 @@ class ToolCallParser:
         ):
             self._pending_blank = ""
             self._buffer = stripped
+            self._bare = True
             self._open(list_opened=False)
             return True
         self._state = _State.TEXT
@@ -192,6 +201,9 @@ class ToolCallParser:
         self._raw_call += self._buffer[:used]
         self._buffer = self._buffer[used:]
         if events.name is not None and self._name is None:
+            if self._bare and self._names is not None and events.name not in self._names:
+                self._state = _State.MALFORMED
+                return True
             self._name = events.name
             self._index += 1
             self.calls += 1

@@ -6,12 +6,16 @@ for the grammar), and the structural tags that constrain a call to its tool's sc
 
 | family | a call | parsed from |
 | --- | --- | --- |
-| `hermes` (Hermes, Qwen 2.5/3, and the fallback) | `<tool_call>{"name", "arguments"}</tool_call>` | anywhere |
+| `hermes` (Hermes, Qwen 2.5/3, and the fallback) | `<tool_call>{"name", "arguments"}</tool_call>` | anywhere, or a leading bare `{"name"` |
 | `llama3_json` | `{"name", "parameters"}`, several joined by `;` | the start, or `{"name"` |
 | `mistral` | `[TOOL_CALLS][{"name", "arguments"}, ...]` | the marker, or a leading `[{` |
 
 Llama 3's `<|python_tag|>` and Mistral's `[TOOL_CALLS]` are special tokens in their
 tokenizers, which decoding drops: hence the calls those families open at the very start.
+Small Qwen models often drop the `<tool_call>` tags and answer with the bare object
+(Qwen2.5-Coder-0.5B did with `tool_choice: auto`, under llama-server too): an answer that opens
+with an object naming an offered tool is a call. It is not a grammar trigger: a trigger
+fires anywhere in the text, and would force a code sample's `{"name": ...}` into a call.
 """
 
 from __future__ import annotations
@@ -58,7 +62,7 @@ class ToolFormat:
 
 HERMES = ToolFormat(
     name="hermes",
-    layout=CallLayout(opener="<tool_call>", closer="</tool_call>"),
+    layout=CallLayout(opener="<tool_call>", closer="</tool_call>", leading="{"),
     call_template='<tool_call>\n{{"name": {name}, "{key}": {arguments}}}\n</tool_call>',
 )
 LLAMA3_JSON = ToolFormat(

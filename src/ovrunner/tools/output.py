@@ -24,7 +24,11 @@ class _ChoiceParser:
             else None
         )
         self._calls = (
-            ToolCallParser(chat.tools.layout, max_calls=None if spec.parallel else 1)
+            ToolCallParser(
+                chat.tools.layout,
+                max_calls=None if spec.parallel else 1,
+                names=frozenset(t.name for t in spec.callable_tools()),
+            )
             if spec is not None and spec.calling
             else None
         )
