@@ -60,6 +60,14 @@ class UnsupportedParameterError(InvalidRequestError):
     code = "unsupported_parameter"
 
 
+class UnsupportedModelError(InvalidRequestError):
+    """A model file whose architecture or weight types no engine here can run, refused at
+    import or pull (never at the first chat); the message names what it holds and what is
+    supported."""
+
+    code = "unsupported_model"
+
+
 class WrongModeError(InvalidRequestError):
     """A request for another mode than the model's (chat on an embedding model)."""
 
@@ -208,6 +216,19 @@ class InsufficientMemoryError(OvrunnerError):
 
     status_code = 503
     code = "insufficient_memory"
+
+
+class ConversionFailedError(OvrunnerError):
+    """Converting a model to OpenVINO IR failed; nothing was added to the store."""
+
+    code = "conversion_failed"
+    retryable = False
+
+
+class ConversionMemoryError(InsufficientMemoryError):
+    """The machine has not the memory a conversion needs: refused before it starts."""
+
+    retryable = False
 
 
 class EngineNotFoundError(NotFoundError):

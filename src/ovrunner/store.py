@@ -54,6 +54,10 @@ class Manifest:
     # another stored model used as a draft.
     prompt_lookup: bool = False
     draft_model: str | None = None
+    # A model converted at import or pull (docs/models.md): what it was and what it became.
+    source_format: str | None = None
+    quantization: str | None = None  # the source's own label, such as MOSTLY_Q4_K_M
+    weight_format: str | None = None
 
     def ref(self, directory: Path) -> ModelRef:
         # A derived model's file lies in its base's directory (`../base/model.gguf`).
@@ -177,16 +181,18 @@ class ModelStore:
         source: str,
         context_window: Callable[[ModelRef], int],
         mode: Mode | None = None,
+        move: bool = False,
+        converted: dict[str, Any] | None = None,
     ) -> ModelRef:
         """Copy a GGUF file or an OpenVINO IR directory into the store as `model_id`.
 
         The copy is staged in the store and renamed into place, so a failed import leaves
         nothing behind; `context_window` reads the model's own files and refuses what it
         cannot read. `mode` is read from the files (`encoder_files.detect_mode`) unless given.
+        `move` moves a directory that is already in the store (a conversion's output) instead
+        of copying it; `converted` holds the manifest's conversion fields.
         """
-        target = self._dir(model_id)
-        if target.exists():
-            raise InvalidRequestError(f"the model {model_id!r} already exists", param="name")
+        target = self.ensure_free(model_id)
         model_format = detect_format(path)
         self.models_dir.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".import-", dir=self.models_dir))
@@ -194,6 +200,9 @@ class ModelStore:
             if model_format is ModelFormat.GGUF:
                 file = "model.gguf"
                 shutil.copyfile(path, staging / file)
+            elif move:
+                file = "model"
+                path.rename(staging / file)
             else:
                 file = "model"
                 # Not the hub client's download bookkeeping, if it was pulled.
@@ -210,6 +219,7 @@ class ModelStore:
                 size_bytes=disk_size(staging / file),
                 context_window=context_window(ref),
                 mode=mode.value,
+                **(converted or {}),
             )
             (staging / MANIFEST).write_text(json.dumps(asdict(manifest), indent=2))
             staging.rename(target)
@@ -217,15 +227,26 @@ class ModelStore:
             shutil.rmtree(staging, ignore_errors=True)
         return manifest.ref(target)
 
+    def ensure_free(self, model_id: str) -> Path:
+        """The directory `model_id` would have; a 400 if a model has that id already."""
+        target = self._dir(model_id)
+        if target.exists() or model_id in EMBEDDED:
+            raise InvalidRequestError(f"the model {model_id!r} already exists", param="name")
+        return target
+
+    def staging_dir(self, prefix: str) -> Path:
+        """A new directory inside the store for work that becomes a model (same file system,
+        so it is renamed into place, never copied)."""
+        self.models_dir.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=prefix, dir=self.models_dir))
+
     def derive(
         self, base_id: str, model_id: str, *, prompt_lookup: bool, draft_model: str | None
     ) -> ModelRef:
         """A new model on the files of `base_id` with its own decoding settings, as
         `ollama create` makes one from a base and parameters; the files are not copied."""
         base = self.manifest(base_id)
-        target = self._dir(model_id)
-        if target.exists():
-            raise InvalidRequestError(f"the model {model_id!r} already exists", param="name")
+        target = self.ensure_free(model_id)
         if base.mode != Mode.COMPLETION.value:
             raise InvalidValueError(f"{base_id!r} is an {base.mode} model: nothing to decode")
         if prompt_lookup and draft_model is not None:

@@ -8,8 +8,10 @@ first download of a file, as a flaky network would, to exercise resuming.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import shutil
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -71,7 +73,7 @@ class HubStandIn:
                 if files is not None:
                     root = hub.repos[repo]
                     self._json([{"type": "file", "path": f, "size": (root / f).stat().st_size,
-                                 "oid": hashlib.sha1((root / f).read_bytes()).hexdigest()}
+                                 "oid": _digest(root / f, "sha1")}
                                 for f in files])  # fmt: skip
 
             def _files(self, repo: str) -> list[str] | None:
@@ -101,7 +103,7 @@ class HubStandIn:
                     self.send_header("X-Error-Code", "EntryNotFound")
                     self.end_headers()
                     return
-                data = file.read_bytes()
+                size = file.stat().st_size
                 start = 0
                 header = self.headers.get("Range")
                 if header and body:
@@ -110,20 +112,32 @@ class HubStandIn:
                 self.send_response(206 if start else 200)
                 self.send_header("X-Repo-Commit", COMMIT)
                 self.send_header("Accept-Ranges", "bytes")
-                self.send_header("ETag", f'"{hashlib.sha256(data).hexdigest()}"')
-                self.send_header("Content-Length", str(len(data) - start))
+                self.send_header("ETag", f'"{_digest(file, "sha256")}"')
+                self.send_header("Content-Length", str(size - start))
                 if start:
-                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+                    self.send_header("Content-Range", f"bytes {start}-{size - 1}/{size}")
                 self.end_headers()
                 if not body:
                     return
-                if name == hub.cut_first_download and name not in hub.downloads:
-                    hub.downloads.append(name)
-                    self.wfile.write(data[start : len(data) // 2])
-                    self.wfile.flush()
-                    self.close_connection = True
-                    return
+                first = name == hub.cut_first_download and name not in hub.downloads
                 hub.downloads.append(name)
-                self.wfile.write(data[start:])
+                with file.open("rb") as data:
+                    data.seek(start)
+                    if first:  # half of it, then the connection drops
+                        self.wfile.write(data.read(size // 2 - start))
+                        self.wfile.flush()
+                        self.close_connection = True
+                        return
+                    shutil.copyfileobj(data, self.wfile, 1 << 20)
 
         return Handler
+
+
+@functools.cache
+def _digest(path: Path, algorithm: str) -> str:
+    """A file's digest, read in chunks once (the real models are hundreds of MB)."""
+    digest = hashlib.new(algorithm)
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 22):
+            digest.update(chunk)
+    return digest.hexdigest()

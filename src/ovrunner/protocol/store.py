@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict
 
 
@@ -12,6 +14,10 @@ class PullRequest(BaseModel):
     file: str | None = None
     revision: str | None = None
     engine: str = "openvino"
+    # What a GGUF's weights become (the `weight_format` setting if unset).
+    weight_format: Literal["auto", "int4", "int8", "f16"] | None = None
+    # Conversion progress as NDJSON lines, the stored model's summary last.
+    stream: bool = False
 
 
 class ImportRequest(BaseModel):
@@ -20,3 +26,5 @@ class ImportRequest(BaseModel):
     path: str
     name: str | None = None
     engine: str = "openvino"
+    weight_format: Literal["auto", "int4", "int8", "f16"] | None = None
+    stream: bool = False

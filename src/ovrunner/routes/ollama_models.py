@@ -12,7 +12,8 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from ovrunner import __version__, hub
+from ovrunner import __version__, conversion, hub
+from ovrunner.conversion import ConversionStatus, OnProgress
 from ovrunner.engines.base import Mode, ModelRef
 from ovrunner.engines.registry import EngineRegistry
 from ovrunner.errors import ModelNotFoundError
@@ -98,27 +99,32 @@ async def delete(request: Request) -> Response:
 
 
 async def pull(request: Request) -> Response:
-    """Pulls `org/repo` (or `org/repo:file.gguf`) from the Hugging Face Hub into the store."""
+    """Pulls `org/repo`, `hf.co/org/repo:Q4_K_M` or `org/repo:file.gguf` from the Hugging
+    Face Hub into the store, converting a GGUF (Ollama's status lines, conversion steps too)."""
     body = await parse_body(request, PullRequest)
     settings: Settings = request.app.state.settings
     store: ModelStore = request.app.state.store
     registry: EngineRegistry = request.app.state.registry
-    repo, _, tag = (body.id or "").partition(":")
-    filename = tag if tag.endswith(".gguf") else None
-    name = validate_model_id(repo)
+    reference = body.id or ""
+    name = validate_model_id(hub.parse_reference(reference)[0])
 
-    def run() -> None:
-        hub.pull(store, repo, model_id=name, filename=filename, engine="openvino",
-                 endpoint=settings.hf_endpoint,
-                 context_window=registry.context_window_of("openvino"))  # fmt: skip
+    def work(on_progress: OnProgress) -> ModelRef:
+        return hub.pull(store, reference, model_id=name, engine="openvino",
+                        endpoint=settings.hf_endpoint, weight_format=settings.weight_format,
+                        context_window=registry.context_window_of("openvino"),
+                        on_progress=on_progress)  # fmt: skip
 
+    updates = conversion.with_progress(work)
     if not body.stream:
-        await asyncio.to_thread(run)
+        async for _ in updates:
+            pass
         return JSONResponse({"status": "success"})
 
     async def progress() -> AsyncIterator[dict[str, Any]]:
         yield {"status": "pulling manifest"}
-        await asyncio.to_thread(run)  # the Hub client reports no progress we could pass on
+        async for item in updates:
+            if isinstance(item, ConversionStatus):
+                yield {"status": item.describe(), "total": item.total, "completed": item.done}
         yield {"status": "verifying sha256 digest"}
         yield {"status": "success"}
 
