@@ -7,6 +7,7 @@ The tiny model is rewritten in each quantization the `gguf` package writes; the 
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import json
 from pathlib import Path
@@ -199,3 +200,43 @@ def test_an_existing_id_is_refused_before_any_work(tmp_path: Path, tiny_gguf: Pa
         add(store, tiny_gguf, on_progress=lambda s: pytest.fail("it converted"))
     config = json.loads((store.get("tiny").path / "config.json").read_text())
     assert config["converted_from"]["format"] == "gguf"
+
+
+def test_an_openvino_ir_repository_serves_with_its_own_generation_defaults(
+    tmp_path: Path, tiny_gguf: Path
+) -> None:
+    """An `OpenVINO/...-int4-ov` repository as Intel publishes them (model, tokenizer and
+    detokenizer IR, config.json, generation_config.json), pulled as it is: a request that
+    leaves the temperature unset gets the one its authors ship (here greedy)."""
+    from ovrunner import hub
+    from ovrunner.engines.base import GenerationRequest, LoadConfig, SamplingParams
+    from ovrunner.engines.openvino.batching import OpenVINOEngine
+    from tests.engines.test_openvino_engine import collect
+    from tests.support.hub_server import HubStandIn
+
+    built = add(ModelStore(tmp_path / "build"), tiny_gguf, weight_format="int4")
+    repo = tmp_path / "tiny-int4-ov"
+    repo.mkdir()
+    for file in built.path.iterdir():
+        (repo / file.name).write_bytes(file.read_bytes())
+    (repo / "generation_config.json").write_text(json.dumps(
+        {"bos_token_id": 1, "eos_token_id": 2, "do_sample": False, "repetition_penalty": 1.0}))  # fmt: skip
+    (repo / "README.md").write_text("not fetched")
+    store = ModelStore(tmp_path / "store")
+    with HubStandIn({"OpenVINO/tiny-int4-ov": repo}) as stand_in:
+        model = hub.pull(store, "OpenVINO/tiny-int4-ov", endpoint=stand_in.endpoint,
+                         context_window=context)  # fmt: skip
+        assert "README.md" not in stand_in.downloads
+    assert model_files.generation_defaults(model) == {"temperature": 0.0,
+                                                      "repetition_penalty": 1.0}  # fmt: skip
+    runner = OpenVINOEngine().load(model, LoadConfig(max_queue=4))
+    try:
+
+        def answer(sampling: SamplingParams) -> str:
+            request = GenerationRequest(prompt="the quick", sampling=sampling)
+            return "".join(d.text for d in asyncio.run(collect(runner, request)))  # type: ignore[arg-type]
+
+        greedy = answer(SamplingParams(max_tokens=16, temperature=0))
+        assert [answer(SamplingParams(max_tokens=16)) for _ in range(3)] == [greedy] * 3
+    finally:
+        runner.close()

@@ -55,6 +55,28 @@ def _describe_ir(model: ModelRef) -> ModelInfo:
     return ModelInfo(model.id, context, config.get("model_type"))
 
 
+# What a model's `generation_config.json` may set for requests that leave it unset, as vLLM
+# reads it (`do_sample: false`, Hugging Face's greedy, makes the temperature 0).
+SAMPLING_DEFAULTS = ("temperature", "top_p", "top_k", "min_p", "repetition_penalty")
+
+
+def generation_defaults(model: ModelRef) -> dict[str, float]:
+    """The sampling defaults its authors ship in the model's `generation_config.json` (an IR
+    directory has one; a GGUF carries none)."""
+    directory = model.path if model.format is ModelFormat.OPENVINO_IR else model.path.parent
+    try:
+        config = json.loads((directory / "generation_config.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(config, dict):
+        return {}
+    found = {key: float(value) for key in SAMPLING_DEFAULTS
+             if isinstance(value := config.get(key), int | float) and not isinstance(value, bool)}  # fmt: skip
+    if config.get("do_sample") is False:
+        found["temperature"] = 0.0
+    return found
+
+
 def converted_ir_dir(model: ModelRef) -> Path | None:
     """The IR an earlier load saved beside a GGUF model, if it is complete."""
     directory = model.path.parent

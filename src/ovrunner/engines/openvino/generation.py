@@ -7,6 +7,7 @@ context check lives here too: it needs the prompt's token count and the model's 
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -152,6 +153,15 @@ def with_tool_constraint(request: GenerationRequest, chat: ChatFormat) -> Sampli
     if request.tools is None or not request.tools.calling:
         return request.sampling
     return replace(request.sampling, tool_calls=chat.constraint(request.tools))
+
+
+def with_model_defaults(sampling: SamplingParams, defaults: Mapping[str, float]) -> SamplingParams:
+    """`sampling` with what it leaves unset taken from the model's own generation defaults
+    (`model_files.generation_defaults`); what the request sets always wins."""
+    unset: dict[str, Any] = {k: v for k, v in defaults.items() if getattr(sampling, k) is None}
+    if "top_k" in unset:
+        unset["top_k"] = int(unset["top_k"])
+    return replace(sampling, **unset) if unset else sampling
 
 
 def read_chat_format(tokenizer: Any, tool_format: str | None = None) -> ChatFormat:

@@ -18,6 +18,7 @@ from contextlib import aclosing
 from dataclasses import dataclass, replace
 from typing import Any
 
+from ovrunner.engines import model_files
 from ovrunner.engines.base import (
     Capabilities,
     EngineState,
@@ -45,6 +46,7 @@ from ovrunner.engines.openvino.generation import (
     generation_config,
     import_genai,
     read_chat_format,
+    with_model_defaults,
 )
 from ovrunner.errors import (
     EngineError,
@@ -171,6 +173,7 @@ class NpuRunner(Runner):
         self.chat_format = read_chat_format(self._tokenizer, model.tool_format)
         self._decode_many = decoder(self._tokenizer, model)
         self._defaults = pipeline.get_generation_config()
+        self._sampling_defaults = model_files.generation_defaults(model)
         self._lock = asyncio.Lock()  # the device runs one generation at a time
         self.capabilities = capabilities
         self._admitted = 0
@@ -189,7 +192,7 @@ class NpuRunner(Runner):
                 f"{self.limits.max_prompt_len} (prompts are never truncated)",
                 param="messages" if request.messages is not None else "prompt",
             )
-        sampling = request.sampling
+        sampling = with_model_defaults(request.sampling, self._sampling_defaults)
         if sampling.max_tokens is None:
             room = self.context_window - prompt_tokens
             sampling = replace(sampling, max_tokens=max(1, min(self.limits.max_new_tokens, room)))
