@@ -12,6 +12,7 @@ import asyncio
 import json
 import os
 import signal
+import threading
 from collections.abc import Awaitable, Iterator
 from contextlib import aclosing
 from pathlib import Path
@@ -28,6 +29,8 @@ from ovrunner.engines.base import (
     SamplingParams,
 )
 from ovrunner.engines.openvino.batching import OpenVINORunner
+from ovrunner.engines.openvino.engine_client import EngineProcess
+from ovrunner.engines.openvino.engine_main import Ready
 from ovrunner.errors import CrashLoopError, EngineError
 from tests.engines.conftest import load_private_runner
 
@@ -191,3 +194,66 @@ def test_a_crash_loop_stops_the_restarts(runner: OpenVINORunner) -> None:
     assert isinstance(runner.failure, CrashLoopError)
     assert runner.failure.status_code == 503
     assert runner.failure.headers() == {"x-should-retry": "false"}
+
+
+def test_an_unload_during_a_restart_leaves_no_engine_process_behind(
+    runner: OpenVINORunner,
+) -> None:
+    """Restart and unload each own the engine process in turn. The unload comes while the
+    restart is opening a new process (held there by an event): the restart must not install
+    that process once the runner is closed, but close it, and end the request that waited for
+    it; before, the new process was installed in a closed runner and served on, unowned."""
+    opening, release = threading.Event(), threading.Event()
+    opened: list[EngineProcess] = []
+    start_process = runner._start_process
+
+    def gated_start() -> tuple[EngineProcess, Ready]:
+        opening.set()
+        assert release.wait(60)
+        process, ready = start_process()
+        opened.append(process)
+        return process, ready
+
+    runner._start_process = gated_start
+
+    async def scenario() -> None:
+        kill_engine(runner)
+        waiting = asyncio.ensure_future(
+            stream(runner, GenerationRequest(prompt="a", sampling=LONG))
+        )
+        assert await asyncio.to_thread(opening.wait, 60)
+        await asyncio.to_thread(runner.close)  # the unload, from the lifecycle's thread
+        release.set()
+        with pytest.raises(EngineError, match="unloaded"):
+            await waiting
+
+    asyncio.run(scenario())
+    (process,) = opened
+    process._process.join(10)
+    assert not process._process.is_alive()
+    assert runner._process is not process
+
+
+def test_a_late_failure_report_of_a_replaced_process_restarts_nothing(
+    runner: OpenVINORunner,
+) -> None:
+    """A process's death can be found twice, on the event loop and from a thread reading
+    `failure`; a report that arrives once its replacement runs must not restart (and so close)
+    the live process under its requests. The late report is sent by hand, after the restart."""
+
+    async def scenario() -> None:
+        dead = runner._process
+        kill_engine(runner)
+        await stream(runner, GenerationRequest(prompt="a", sampling=SamplingParams(max_tokens=3)))
+        assert runner.restarts == 1
+        live = runner._process
+        long = asyncio.ensure_future(stream(runner, GenerationRequest(prompt="a", sampling=LONG)))
+        while runner.stats().running == 0:
+            await asyncio.sleep(0.01)
+        runner._on_failure(dead, [], EngineError("the engine process ended unexpectedly"), None)
+        runner._restart_owed = dead  # as a thread that found it dead would have left it
+        await stream(runner, GenerationRequest(prompt="b", sampling=SamplingParams(max_tokens=3)))
+        assert_whole(await long, LONG.max_tokens or 0)
+        assert runner._process is live and runner.restarts == 1
+
+    asyncio.run(scenario())

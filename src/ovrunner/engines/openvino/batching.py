@@ -10,8 +10,10 @@ OpenVINO exceptions become `ovrunner.errors` inside this module and nowhere else
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import logging
+import threading
 import time
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, replace
@@ -20,6 +22,7 @@ from typing import Any
 
 import numpy
 
+from ovrunner.engines import model_files
 from ovrunner.engines.base import (
     BatchingStats,
     EngineState,
@@ -54,6 +57,7 @@ from ovrunner.engines.openvino.generation import (
     import_genai,
     read_chat_format,
     render_prompt,
+    with_model_defaults,
     with_tool_constraint,
 )
 from ovrunner.engines.openvino.tuning import (
@@ -190,6 +194,7 @@ class OpenVINORunner(Runner):
         self.context_window = info.context_window
         self._assist = assist_for(model)
         self._decoding = model.decoding
+        self._sampling_defaults = model_files.generation_defaults(model)
         self._genai = import_genai()
         self._tokenizer = tokenizer
         self.chat_format = read_chat_format(tokenizer, model.tool_format)
@@ -201,7 +206,12 @@ class OpenVINORunner(Runner):
         self._crashes: list[float] = []  # monotonic times of recent engine failures
         self.restarts = 0
         self._restarting: asyncio.Future[None] | None = None
-        self._restart_needed = False
+        # A process found dead off the event loop, to restart at the next request.
+        self._restart_owed: EngineProcess | None = None
+        # Restart and unload own the engine process in turn: `close` (from any thread) and a
+        # restart installing its new process take this lock, and a closed runner installs none.
+        self._owner = threading.Lock()
+        self._closed = False
         self._failure: OvrunnerError | None = None
         process, ready = started or start_process()
         self._use(process, ready)
@@ -210,7 +220,7 @@ class OpenVINORunner(Runner):
         # The pipeline's end-of-sequence ids, for checking requests before they are sent.
         self._defaults = ready
         self._process = process
-        process.attach(self._on_updates, self._on_failure)
+        process.attach(self._on_updates, functools.partial(self._on_failure, process))
 
     # -- prompt preparation ------------------------------------------------------------------
 
@@ -226,7 +236,9 @@ class OpenVINORunner(Runner):
     # -- generation --------------------------------------------------------------------------
 
     async def generate(self, request: GenerationRequest) -> AsyncGenerator[GenerationDelta, None]:
-        sampling = with_tool_constraint(request, self.chat_format)
+        sampling = with_model_defaults(
+            with_tool_constraint(request, self.chat_format), self._sampling_defaults
+        )
         prompt = await asyncio.to_thread(self.encode, request)
         prompt_tokens = int(prompt.shape[1])
         # The engine process builds the same config; building it here too turns a bad
@@ -262,14 +274,16 @@ class OpenVINORunner(Runner):
     async def _send(self, job: InFlight) -> None:
         """Submit `job`, first waiting for a restart in progress (or one owed)."""
         while True:
-            if self._restart_needed and self._failure is None:
-                self._restart_needed = False
+            owed, self._restart_owed = self._restart_owed, None
+            if owed is self._process and self._restarting is None and self._failure is None:
                 self._restarting = asyncio.get_running_loop().create_task(self._restart([]))
             if self._restarting is not None:
                 await asyncio.shield(self._restarting)
                 continue
             if self.failure is not None:
                 raise self.failure
+            if self._closed:
+                raise EngineError("the runner was unloaded")
             if self._restarting is None:  # else `failure` found the process dead just now
                 self._process.submit(job)
                 return
@@ -280,9 +294,18 @@ class OpenVINORunner(Runner):
     # -- recovery ----------------------------------------------------------------------------
 
     def _on_failure(
-        self, jobs: list[InFlight], error: EngineError, suspects: tuple[int, ...] | None
+        self,
+        process: EngineProcess,
+        jobs: list[InFlight],
+        error: EngineError,
+        suspects: tuple[int, ...] | None,
     ) -> None:
-        """The engine process failed holding `jobs`: restart it and resume what can be."""
+        """`process` failed holding `jobs`: restart it and resume what can be. Only the
+        current process is restarted, once: a report from one already replaced (it came late,
+        or twice) must not restart, and so close, the live one."""
+        if process is not self._process or self._restarting is not None:
+            self._end(jobs, error)
+            return
         now = time.monotonic()
         window = self._crash_window_s
         self._crashes = [t for t in self._crashes if now - t < window] + [now]
@@ -316,7 +339,7 @@ class OpenVINORunner(Runner):
             loop = asyncio.get_running_loop()
         except RuntimeError:  # found dead off the event loop: restart at the next request
             self._end(resumed, error)
-            self._restart_needed = True
+            self._restart_owed = process
             return
         self._restarting = loop.create_task(self._restart(resumed))
 
@@ -326,15 +349,23 @@ class OpenVINORunner(Runner):
             await asyncio.to_thread(old.close)
             process, ready = await asyncio.to_thread(self._start_process)
         except OvrunnerError as exc:
+            self._restarting = None
             self._failure = exc
             self._end(jobs, exc)
             return
-        finally:
+        with self._owner:
+            installed = not self._closed
+            if installed:
+                self._use(process, ready)
+            # Cleared with the new process in place: never a moment with neither.
             self._restarting = None
+        if not installed:  # unloaded while the new process opened: it is nobody's
+            await asyncio.to_thread(process.close)
+            self._end(jobs, EngineError("the runner was unloaded while its engine restarted"))
+            return
         self.restarts += 1
         log.warning("restarted the engine process of %s; resuming %d requests",
                     self.model_id, len(jobs))  # fmt: skip
-        self._use(process, ready)
         for job in jobs:
             if not job.cancelled:
                 self._resume(job)
@@ -400,7 +431,10 @@ class OpenVINORunner(Runner):
         )
 
     def close(self) -> None:
-        self._process.close()
+        with self._owner:
+            self._closed = True
+            process = self._process
+        process.close()
 
 
 def resumable(sampling: SamplingParams) -> bool:

@@ -100,6 +100,7 @@ class EngineProcess:
         self._read_lock = threading.Lock()
         self.stats = EngineStats()
         self._failure: EngineError | None = None
+        self._fail_lock = threading.Lock()
         self.ready: engine_main.Ready | None = None
 
     @property
@@ -265,10 +266,12 @@ class EngineProcess:
             self._read_on(loop)
 
     def _fail(self, message: str, suspects: tuple[int, ...] | None = None) -> None:
-        if self._failure is not None:
-            return
+        # Found from the reading loop and from `failure` in any thread: reported once.
+        with self._fail_lock:
+            if self._failure is not None:
+                return
+            self._failure = EngineError(message)
         log.error("engine process of %s: %s", self.name, message)
-        self._failure = EngineError(message)
         if self._on_failure is None:
             self._fail_all(self._failure)
             return
