@@ -3,6 +3,7 @@ seen through plain HTTP and the official SDK (over starlette's TestClient)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -180,13 +181,14 @@ def test_store_routes(client: TestClient, tiny_gguf: Path) -> None:
     listed = {m["id"]: m for m in client.get("/models").json()["models"]}
     assert listed[TINY]["context_window"] == 512 and listed[TINY]["size_bytes"] > 0
     imported = client.post("/models/import", json={"path": str(tiny_gguf), "name": "copy"})
-    assert imported.status_code == 201 and imported.json()["format"] == "gguf"
+    assert imported.status_code == 201 and imported.json()["format"] == "openvino-ir"
+    assert imported.json()["source_format"] == "gguf" and imported.json()["weight_format"] == "auto"
     again = client.post("/models/import", json={"path": str(tiny_gguf), "name": "copy"})
     assert again.status_code == 400
     assert "copy" in [m.id for m in sdk(client).models.list().data]
     described = {m["id"]: m for m in client.get("/models").json()["models"]}["copy"]
     assert described["context_window"] == 512 and described["loaded"] is False
-    # Describing read the GGUF header only: no runner was loaded for it.
+    # Describing read the model's config only: no runner was loaded for it.
     assert "copy" not in [r["model"] for r in client.get("/engines/ps").json()["runners"]]
     client.post("/v1/completions", json={"model": "copy", "prompt": "a", "max_tokens": 1})
     deleted = client.delete("/v1/models/copy").json()
@@ -195,3 +197,43 @@ def test_store_routes(client: TestClient, tiny_gguf: Path) -> None:
     assert client.delete("/models/copy").status_code == 404
     bad = client.post("/models/import", json={"path": "/etc/hostname", "name": "x"})
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "path"
+
+
+def test_an_import_streams_its_conversion_and_ends_with_the_model(
+    client: TestClient, tiny_gguf: Path
+) -> None:
+    with client.stream("POST", "/models/import", json={"path": str(tiny_gguf), "name": "streamed",
+                                                       "stream": True, "weight_format": "int4"}) as response:  # fmt: skip
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("application/x-ndjson")
+        lines = [json.loads(line) for line in response.iter_lines() if line]
+    stages = [line.get("stage") for line in lines[:-1]]
+    assert stages[0] == "dequantize" and stages[-1] == "done"
+    assert lines[0]["status"].startswith("converting: reading weights 1/")
+    assert lines[-1]["status"] == "success"
+    assert lines[-1]["model"]["id"] == "streamed" and lines[-1]["model"]["weight_format"] == "int4"
+    answer = client.post("/v1/completions", json={"model": "streamed", "prompt": "a",
+                                                  "max_tokens": 2})  # fmt: skip
+    assert answer.status_code == 200
+    client.delete("/models/streamed")
+
+
+def test_an_unsupported_model_is_a_400_at_import_even_streamed(
+    client: TestClient, tmp_path: Path
+) -> None:
+    import gguf
+
+    path = tmp_path / "gemma.gguf"
+    writer = gguf.GGUFWriter(path, "gemma3")
+    writer.add_context_length(64)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    for stream in (False, True):
+        refused = client.post("/models/import", json={"path": str(path), "name": "g",
+                                                      "stream": stream})  # fmt: skip
+        assert refused.status_code == 400
+        error = refused.json()["error"]
+        assert error["code"] == "unsupported_model" and "gemma3" in error["message"]
+    assert "g" not in [m["id"] for m in client.get("/models").json()["models"]]
