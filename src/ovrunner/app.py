@@ -28,7 +28,7 @@ from ovrunner.errors import (
     OvrunnerError,
     error_body,
 )
-from ovrunner.jobs import JobPresets
+from ovrunner.jobs import JobPresets, preloaded_runners
 from ovrunner.lifecycle import Lifecycle, parse_keep_alive
 from ovrunner.metrics import AccessLog, Metrics
 from ovrunner.openapi import openapi_json
@@ -61,6 +61,19 @@ def default_registry(settings: Settings) -> EngineRegistry:
         ),
     )
     return EngineRegistry([OpenVINOEngine(), npu])
+
+
+async def _preload(lifecycle: Lifecycle, settings: Settings, jobs: JobPresets) -> None:
+    """Load the default model's runners: the plain one and each its jobs decode on (the
+    summary job's prompt-lookup runner), so no first request waits for a load."""
+    for engine, lookup in preloaded_runners(jobs, settings):
+        try:
+            await lifecycle.runner_for(settings.model, engine=engine, prompt_lookup=lookup)
+        except OvrunnerError as exc:
+            # A broken model must not keep the server (and its other models) down: the
+            # error is reported now and again to each request for that model.
+            log.error("preloading %s on %s failed: %s", settings.model, engine, exc.message)
+            return
 
 
 def create_app(settings: Settings, registry: EngineRegistry | None = None) -> Starlette:
@@ -99,12 +112,7 @@ def create_app(settings: Settings, registry: EngineRegistry | None = None) -> St
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if settings.preload:
-            try:
-                await lifecycle.runner_for(settings.model)
-            except OvrunnerError as exc:
-                # A broken model must not keep the server (and its other models) down: the
-                # error is reported now and again to each request for that model.
-                log.error("preloading %s failed: %s", settings.model, exc.message)
+            await _preload(lifecycle, settings, app.state.jobs)
             # The schema check builds its pipeline now rather than at the first schema, but
             # after the model: on two cores, building both at once delayed ready by ~1 s.
             warm_up = asyncio.create_task(asyncio.to_thread(shared_schema_check().warm_up))

@@ -239,3 +239,15 @@ def job_target(preset: JobPreset, settings: Settings) -> tuple[str, str]:
     if engine == "openvino-npu":
         return engine, settings.npu_model or settings.model
     return engine, settings.model
+
+
+def preloaded_runners(presets: JobPresets, settings: Settings) -> list[tuple[str, bool]]:
+    """The runners of the default model that its jobs use, (engine, prompt lookup) each,
+    the plain `openvino` runner first: what `--preload` loads, so that no first job waits."""
+    wanted = {("openvino", False)}
+    for name in presets.names():
+        preset = presets.get(name)
+        engine, model = job_target(preset, settings)
+        if model == settings.model:
+            wanted.add((engine, preset.prompt_lookup and engine == "openvino"))
+    return sorted(wanted, key=lambda runner: (runner != ("openvino", False), runner))

@@ -220,9 +220,11 @@ class Lifecycle:
             raise slot.error
         return Lease(slot, self._release)
 
-    async def runner_for(self, model_id: str, *, engine: str | None = None) -> Runner:
+    async def runner_for(
+        self, model_id: str, *, engine: str | None = None, prompt_lookup: bool = False
+    ) -> Runner:
         """Load the model (if needed) and return its runner without holding it."""
-        lease = await self.acquire(model_id, engine=engine)
+        lease = await self.acquire(model_id, engine=engine, prompt_lookup=prompt_lookup)
         lease.release()
         return lease.runner
 

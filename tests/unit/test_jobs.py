@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from ovrunner.errors import InvalidValueError
-from ovrunner.jobs import MAX_INPUT_CHARS, JobPresets, check_bounds, shape_text
+from ovrunner.jobs import MAX_INPUT_CHARS, JobPresets, check_bounds, preloaded_runners, shape_text
 
 
 @pytest.fixture
@@ -82,3 +82,20 @@ def test_titles_are_one_line_of_eight_words(presets: JobPresets) -> None:
         title, '\n"Title: A very long title with far more than eight words in it"\nmore'
     ) == ("A very long title with far more than")
     assert shape_text(presets.get("summary"), "  line one\nline two ") == "line one\nline two"
+
+
+def test_preload_covers_every_runner_the_default_models_jobs_use(
+    presets: JobPresets, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ovrunner import jobs
+    from ovrunner.settings import Settings
+
+    monkeypatch.setattr(jobs, "npu_present", lambda: False)
+    settings = Settings(store_dir=tmp_path)
+    # The plain runner first; the summary job's prompt-lookup runner too.
+    assert preloaded_runners(presets, settings) == [("openvino", False), ("openvino", True)]
+    elsewhere = tmp_path / "jobs.toml"
+    elsewhere.write_text('[jobs.summary]\nprompt = "{input}"\ndefault_max_new_tokens = 8\n'
+                         'prompt_lookup = true\nmodel = "other"\n')  # fmt: skip
+    # A job on another model is that model's business: not the default model's preload.
+    assert preloaded_runners(JobPresets.load(elsewhere), settings) == [("openvino", False)]
