@@ -44,7 +44,7 @@ from ovrunner.routes import (
     web,
     worker,
 )
-from ovrunner.security import ApiKeyGuard, BodyLimit, HostGuard
+from ovrunner.security import ApiKeyGuard, BodyLimit, HostGuard, encoder_body_bytes
 from ovrunner.settings import Settings
 from ovrunner.store import ModelStore
 
@@ -166,7 +166,9 @@ def _middleware(settings: Settings, metrics: Metrics) -> list[Middleware]:
     elif settings.uds is None:  # a browser cannot reach a socket file
         stack.append(Middleware(HostGuard, bind_host=settings.host,
                                 allowed_hosts=settings.allowed_hosts))  # fmt: skip
-    stack.append(Middleware(BodyLimit, max_bytes=settings.max_body_bytes))
+    encoder_bytes = encoder_body_bytes(settings.embedding_max_inputs, settings.embedding_max_tokens)
+    stack.append(Middleware(BodyLimit, max_bytes=settings.max_body_bytes,
+                            encoder_bytes=encoder_bytes))  # fmt: skip
     return stack
 
 

@@ -92,23 +92,39 @@ class ApiKeyGuard:
         await self.app(scope, receive, send)
 
 
-class BodyLimit:
-    """Caps request bodies at `max_bytes`: at once from Content-Length, and by counting
-    the bytes received, so chunked uploads cannot get past it."""
+# The routes whose own bounds allow larger bodies than the generic cap: a batch of embedding
+# inputs or rerank documents, bounded in inputs and tokens (`embedding_max_inputs`, `_tokens`).
+ENCODER_PATHS = ("/v1/embeddings", "/api/embed", "/api/embeddings", "/v1/rerank", "/rerank")
+# Body bytes a token of an encoder input may take: a token is a few characters, each up to 6
+# bytes in JSON (`\u4e2d`), or an integer id and a comma.
+BYTES_PER_TOKEN = 16
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+
+def encoder_body_bytes(max_inputs: int, max_tokens: int) -> int:
+    """The body cap of the encoder routes: what their own bounds allow, with room for JSON."""
+    return max_tokens * BYTES_PER_TOKEN + max_inputs * BYTES_PER_TOKEN + 4096
+
+
+class BodyLimit:
+    """Caps request bodies at `max_bytes` (`encoder_bytes` on the encoder routes, whichever is
+    larger, so a request within a route's own bounds never meets a smaller generic cap): at
+    once from Content-Length, and by counting the bytes received, so chunked uploads cannot
+    get past it."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int, encoder_bytes: int = 0) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.encoder_bytes = max(max_bytes, encoder_bytes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        too_large = RequestTooLargeError(
-            f"the request body exceeds the limit of {self.max_bytes} bytes"
-        )
+        path = str(scope.get("path", "")).rstrip("/")
+        limit = self.encoder_bytes if path.endswith(ENCODER_PATHS) else self.max_bytes
+        too_large = RequestTooLargeError(f"the request body exceeds the limit of {limit} bytes")
         length = dict(scope["headers"]).get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+        if length is not None and length.isdigit() and int(length) > limit:
             await _send_error(scope, send, too_large)
             return
         received = 0
@@ -118,7 +134,7 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > limit:
                     raise too_large  # rendered as a 413 by the app's error handler
             return message
 

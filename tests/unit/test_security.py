@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,7 +11,7 @@ from starlette.testclient import TestClient
 
 from ovrunner.app import create_app
 from ovrunner.errors import OvrunnerError
-from ovrunner.security import check_bind, is_loopback
+from ovrunner.security import check_bind, encoder_body_bytes, is_loopback
 from ovrunner.settings import Settings
 
 JSON = {"Content-Type": "application/json"}
@@ -72,6 +73,25 @@ def test_a_large_chunked_body_is_a_413(client: TestClient) -> None:
     response = client.post("/v1/completions", content=chunks(), headers={**auth(), **JSON})
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "request_too_large"
+
+
+def test_a_request_within_the_embedding_bounds_never_meets_the_generic_cap(
+    tmp_path: Path,
+) -> None:
+    """2,048 inputs of ~100 tokens each (within `embedding_max_inputs` and `_tokens`) make a
+    body of about 1.4 MiB: past the 1 MiB generic cap, within the encoder routes' own."""
+    settings = Settings(store_dir=tmp_path)
+    inputs = ["The quick brown fox jumps over the lazy dog; " * 15] * 2048
+    body = json.dumps({"model": "no-such-model", "input": inputs}).encode()
+    assert len(body) > settings.max_body_bytes
+    with TestClient(create_app(settings), base_url="http://localhost") as client:
+        for path in ("/v1/embeddings", "/engines/openvino/v1/embeddings", "/api/embed"):
+            response = client.post(path, content=body, headers=JSON)
+            assert response.status_code == 404, path  # read whole, then: no such model
+        chat = json.dumps({"model": "no-such-model", "prompt": inputs}).encode()
+        assert client.post("/v1/completions", content=chat, headers=JSON).status_code == 413
+        beyond = b'{"input": "' + b"x" * (encoder_body_bytes(2048, 300_000) + 1) + b'"}'
+        assert client.post("/v1/embeddings", content=beyond, headers=JSON).status_code == 413
 
 
 def test_deep_json_is_a_400(client: TestClient) -> None:
