@@ -85,6 +85,7 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from ovrunner.app import create_app
+    from ovrunner.connections import uvicorn_options
 
     settings = _settings(args)
     logging.basicConfig(
@@ -103,6 +104,7 @@ def _serve(args: argparse.Namespace) -> int:
         access_log=False,
         # SIGTERM: stop accepting, let in-flight requests (streams too) finish for this long.
         timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_s),
+        **uvicorn_options(settings),
     )
     return 0
 

@@ -96,6 +96,27 @@ class Settings(BaseSettings):
         description="Origins whose web pages may call the API from a browser (CORS); none "
         "by default.",
     )
+    header_timeout_s: float = Field(
+        10,
+        gt=0,
+        description="A connection whose request headers have not all arrived this "
+        "long after it opened (or after its last request) is closed: slow clients.",
+    )
+    body_timeout_s: float = Field(
+        30,
+        gt=0,
+        description="A request body that stalls this long between two chunks is "
+        "dropped with its connection.",
+    )
+    keep_alive_timeout_s: float = Field(
+        5, gt=0, description="An idle kept-alive connection is closed after this long."
+    )
+    max_connections: int | None = Field(
+        None,
+        ge=1,
+        description="Open connections beyond which a new one is closed at once; "
+        "unset: what the process's file-descriptor limit leaves room for (limit - 512).",
+    )
     shutdown_grace_s: float = Field(
         30, ge=0, description="On SIGTERM, how long in-flight requests may finish."
     )
