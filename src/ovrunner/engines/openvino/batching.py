@@ -90,7 +90,7 @@ class OpenVINOEngine(OpenVINOFamily):
             # the same speed (docs/benchmarks.md), and stored vectors should not depend on
             # the machine that made them.
             properties = {**cache_properties(config.cache_dir), "INFERENCE_PRECISION_HINT": "f32"}
-            return load_encoder(genai, model, config.device, properties)
+            return load_encoder(model, config, properties)
         info = self.describe(model)
         spec = PipelineSpec(
             model, config.device, config.kv_cache_gb, config.cache_dir, config.tuning

@@ -1,5 +1,6 @@
 """Encoder runners on the `openvino` engine: embeddings (`TextEmbeddingPipeline`) and
-reranking (`TextRerankPipeline`), in the server's process.
+reranking (`TextRerankPipeline`), each pipeline in an encoder process of its own
+(`encoder_process.py`).
 
 Each input is tokenized first, with the pipeline's own tokenizer, so an input longer than the
 model's window is refused (or cut only when the request asks) and usage is exact. Pipeline
@@ -9,8 +10,8 @@ the next call, taking a share of every waiting request so a large one cannot hol
 ones; on this machine one call of 32 inputs embedded about 1.5x the inputs per second of 32
 calls of one (docs/benchmarks.md).
 
-Unlike the generating runner these pipelines are not in an engine process: a hard crash of
-OpenVINO here would end the server (an exception ends only the requests of that call).
+A hard crash of OpenVINO in a pipeline ends its encoder process, never the server: the call
+it was making is made once more on a new process, then fails alone with the cause.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 from ovrunner.engines.base import (
     EmbeddingRequest,
     Embeddings,
+    LoadConfig,
     Mode,
     ModelRef,
     RerankRequest,
@@ -32,6 +34,7 @@ from ovrunner.engines.base import (
     RunnerStats,
 )
 from ovrunner.engines.encoder_files import EmbeddingConfig
+from ovrunner.engines.openvino.encoder_process import EncoderProcess, EncoderSpec
 from ovrunner.errors import (
     ContextLengthExceededError,
     EngineError,
@@ -53,6 +56,8 @@ MAX_DOCUMENTS = 4096
 class EncoderStats(RunnerStats):
     calls: int  # pipeline calls made
     inputs: int  # texts (or query-document pairs) encoded
+    engine_pid: int | None = None  # the encoder process
+    restarts: int = 0
 
 
 class EncoderRunner(Runner):
@@ -61,7 +66,7 @@ class EncoderRunner(Runner):
 
     engine_name = "openvino"
 
-    def __init__(self, model: ModelRef, device: str, pipeline: Any, tokenizer: Any,
+    def __init__(self, model: ModelRef, device: str, pipeline: EncoderProcess, tokenizer: Any,
                  window: int) -> None:  # fmt: skip
         self.model_id = model.id
         self.mode = model.mode
@@ -105,23 +110,24 @@ class EncoderRunner(Runner):
             )
         return total
 
-    async def _call(self, method: Any, *args: Any) -> Any:
+    async def _call(self, method: str, *args: Any) -> Any:
         if self._closed:
             raise EngineError(f"the runner of {self.model_id!r} was unloaded")
         self._calls += 1
-        try:
-            return await asyncio.to_thread(method, *args)
-        except RuntimeError as exc:
-            log.error("the %s pipeline of %s failed: %s", self.mode.value, self.model_id, exc)
-            raise EngineError(f"the {self.mode.value} pipeline failed: {exc}") from exc
+        return await asyncio.to_thread(self._pipeline.call, method, *args)
+
+    @property
+    def failure(self) -> Exception | None:
+        return self._pipeline.failure
 
     def stats(self) -> EncoderStats:
         return EncoderStats(admitted=self._running + self._waiting, running=self._running,
-                            waiting=self._waiting, calls=self._calls, inputs=self._inputs)  # fmt: skip
+                            waiting=self._waiting, calls=self._calls, inputs=self._inputs,
+                            engine_pid=self._pipeline.pid, restarts=self._pipeline.restarts)  # fmt: skip
 
     def close(self) -> None:
         self._closed = True
-        self._pipeline = None
+        self._pipeline.close()
 
 
 @dataclass(eq=False)
@@ -195,7 +201,7 @@ class EmbeddingRunner(EncoderRunner):
             jobs = {job for job, _ in parts}
             self._running += len(jobs)
             try:
-                vectors = await self._call(self._pipeline.embed_documents, texts)
+                vectors = await self._call("embed_documents", texts)
             except EngineError as exc:
                 for job in jobs:
                     if job in self._queue:
@@ -267,7 +273,7 @@ class RerankRunner(EncoderRunner):
                 admitted = True
                 self._running += 1
                 try:
-                    ranked = await self._call(self._pipeline.rerank, request.query, documents)
+                    ranked = await self._call("rerank", request.query, documents)
                 finally:
                     self._running -= 1
         finally:
@@ -280,25 +286,20 @@ class RerankRunner(EncoderRunner):
         return RerankScores(scores, tokens)
 
 
-def load_encoder(genai: Any, model: ModelRef, device: str, properties: dict[str, Any]) -> Runner:
-    """Open the embedding or reranking pipeline of `model` (an IR directory)."""
+def load_encoder(model: ModelRef, config: LoadConfig, properties: dict[str, Any]) -> Runner:
+    """Open the embedding or reranking pipeline of `model` (an IR directory) in its process."""
+    import openvino_genai as genai
+
     from ovrunner.engines.encoder_files import embedding_config, encoder_window
 
-    path = str(model.path)
     try:
-        tokenizer = genai.Tokenizer(path, INFERENCE_NUM_THREADS=1)
-        if model.mode is Mode.EMBEDDING:
-            config = embedding_config(model.path)
-            pipeline_config = genai.TextEmbeddingPipeline.Config(
-                pooling_type=getattr(genai.TextEmbeddingPipeline.PoolingType, config.pooling),
-                normalize=config.normalize,
-                max_length=config.window,
-            )
-            pipeline = genai.TextEmbeddingPipeline(path, device, pipeline_config, **properties)
-            return EmbeddingRunner(model, device, pipeline, tokenizer, config)
-        window = encoder_window(model.path)
-        pipeline_config = genai.TextRerankPipeline.Config(top_n=MAX_DOCUMENTS, max_length=window)
-        pipeline = genai.TextRerankPipeline(path, device, pipeline_config, **properties)
-        return RerankRunner(model, device, pipeline, tokenizer, window)
+        tokenizer = genai.Tokenizer(str(model.path), INFERENCE_NUM_THREADS=1)
     except RuntimeError as exc:
         raise ModelLoadFailedError(f"could not load model {model.id!r}: {exc}") from exc
+    spec = EncoderSpec(model, config.device, properties, top_n=MAX_DOCUMENTS)
+    process = EncoderProcess(spec, crash_limit=config.crash_limit,
+                             crash_window_s=config.crash_window_s)  # fmt: skip
+    if model.mode is Mode.EMBEDDING:
+        return EmbeddingRunner(model, config.device, process, tokenizer,
+                               embedding_config(model.path))  # fmt: skip
+    return RerankRunner(model, config.device, process, tokenizer, encoder_window(model.path))
