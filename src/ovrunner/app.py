@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from ovrunner.busy import BusyCounter, NpuSysfsCounter, ProcessCpuCounter
+from ovrunner.draining import Drain, DrainGuard
 from ovrunner.engines.base import EngineTuning, LoadConfig
 from ovrunner.engines.openvino.batching import OpenVINOEngine
 from ovrunner.engines.openvino.grammar import shared_schema_check
@@ -95,6 +96,7 @@ def create_app(settings: Settings, registry: EngineRegistry | None = None) -> St
         ),
     )
     metrics = Metrics()
+    drain = Drain(settings.shutdown_grace_s)
     lifecycle = Lifecycle(
         store,
         registry,
@@ -142,9 +144,10 @@ def create_app(settings: Settings, registry: EngineRegistry | None = None) -> St
             Exception: _unexpected_error,
         },
         lifespan=lifespan,
-        middleware=_middleware(settings, metrics),
+        middleware=_middleware(settings, metrics, drain),
     )
     app.state.settings = settings
+    app.state.drain = drain
     app.state.registry = registry
     app.state.store = store
     app.state.lifecycle = lifecycle
@@ -154,9 +157,9 @@ def create_app(settings: Settings, registry: EngineRegistry | None = None) -> St
     return app
 
 
-def _middleware(settings: Settings, metrics: Metrics) -> list[Middleware]:
+def _middleware(settings: Settings, metrics: Metrics, drain: Drain) -> list[Middleware]:
     # Outermost first: every request is logged and counted, refused ones included.
-    stack = [Middleware(AccessLog, metrics=metrics)]
+    stack = [Middleware(AccessLog, metrics=metrics), Middleware(DrainGuard, drain=drain)]
     if settings.cors_origins:
         stack.append(Middleware(CORSMiddleware, allow_origins=settings.cors_origins,
                                 allow_methods=["*"], allow_headers=["*"]))  # fmt: skip

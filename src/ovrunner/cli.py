@@ -86,6 +86,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     from ovrunner.app import create_app
     from ovrunner.connections import uvicorn_options
+    from ovrunner.draining import DrainingServer
 
     settings = _settings(args)
     logging.basicConfig(
@@ -94,18 +95,20 @@ def _serve(args: argparse.Namespace) -> int:
     _quiet_libraries(settings.log_level)
     if settings.uds is None:  # a socket file is reachable only through its permissions
         check_bind(settings.host, settings.resolved_api_key())
-    uvicorn.run(
-        create_app(settings),
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
         host=settings.host,
         port=settings.port,
         uds=str(settings.uds) if settings.uds is not None else None,
         log_level=settings.log_level.lower(),
         # ovrunner's own access log (method, path, status, duration) replaces uvicorn's.
         access_log=False,
-        # SIGTERM: stop accepting, let in-flight requests (streams too) finish for this long.
+        # After draining (draining.py), what is still running gets this long to finish.
         timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_s),
         **uvicorn_options(settings),
     )
+    DrainingServer(config, app.state.drain).run()
     return 0
 
 

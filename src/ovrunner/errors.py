@@ -7,6 +7,7 @@ status by reading message text.
 
 from __future__ import annotations
 
+import time
 from typing import Any, ClassVar
 
 
@@ -195,6 +196,10 @@ class CrashLoopError(EngineUnavailableError):
         super().__init__(message)
         self.retry_at = retry_at
 
+    def headers(self) -> dict[str, str]:
+        wait = max(1, round(self.retry_at - time.monotonic()))
+        return {**super().headers(), "Retry-After": str(wait)}
+
 
 class ModelLoadFailedError(OvrunnerError):
     status_code = 503
@@ -229,6 +234,30 @@ class ConversionMemoryError(InsufficientMemoryError):
     """The machine has not the memory a conversion needs: refused before it starts."""
 
     retryable = False
+
+
+class ShuttingDownError(OvrunnerError):
+    """The server is draining after SIGTERM: the request belongs on another replica."""
+
+    status_code = 503
+    code = "shutting_down"
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": "1", "Connection": "close"}
+
+
+class NotReadyError(OvrunnerError):
+    """The readiness probe's answer while the server should get no traffic."""
+
+    status_code = 503
+    code = "not_ready"
+
+    def __init__(self, message: str, *, retry_after_s: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_s)}
 
 
 class EngineNotFoundError(NotFoundError):

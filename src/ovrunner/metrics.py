@@ -101,6 +101,7 @@ class Metrics:
 
     def watch(self, lifecycle: Lifecycle, counters: Callable[[], Iterable[BusyCounter]]) -> None:
         self.registry.register(_LiveCollector(lifecycle, counters))
+        self.registry.register(_RouterGauges(lifecycle))
 
 
 class _LiveCollector(Collector):
@@ -149,6 +150,39 @@ class _LiveCollector(Collector):
             except Exception:  # noqa: BLE001 - an absent device has no reading
                 continue
         return [loaded, queue, busy, cache, cache_bytes, *assisted]
+
+
+class _RouterGauges(Collector):
+    """The gauges an LLM-aware router scrapes by name: the Kubernetes Gateway API Inference
+    Extension's model server protocol (its endpoint picker, llm-d, KServe) names them as vLLM
+    does. Per model (`model_name`), all its runners together: requests queued, requests
+    running, and the share of KV cache in use (0..1, the fullest runner's)."""
+
+    def __init__(self, lifecycle: Lifecycle) -> None:
+        self._lifecycle = lifecycle
+
+    def collect(self) -> Iterable[Any]:
+        waiting = GaugeMetricFamily("vllm:num_requests_waiting",
+                                    "Requests waiting to be processed", labels=["model_name"])  # fmt: skip
+        running = GaugeMetricFamily("vllm:num_requests_running",
+                                    "Requests being processed", labels=["model_name"])  # fmt: skip
+        cache = GaugeMetricFamily("vllm:kv_cache_usage_perc",
+                                  "KV-cache usage; 1 means 100 percent", labels=["model_name"])  # fmt: skip
+        totals: dict[str, list[float]] = {}
+        for slot in self._lifecycle.slots():
+            if slot.runner is None:
+                continue
+            stats = slot.runner.stats()
+            total = totals.setdefault(slot.model.id, [0, 0, 0.0])
+            total[0] += stats.waiting
+            total[1] += stats.running
+            if isinstance(stats, BatchingStats):
+                total[2] = max(total[2], stats.cache_usage)
+        for model, (queued, active, usage) in totals.items():
+            waiting.add_metric([model], queued)
+            running.add_metric([model], active)
+            cache.add_metric([model], min(1.0, max(0.0, usage)))
+        return [waiting, running, cache]
 
 
 class AccessLog:

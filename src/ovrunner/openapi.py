@@ -112,6 +112,8 @@ ROUTES: list[tuple[str, str, str, type[BaseModel] | None, type[BaseModel] | None
     ("post", "/models/import", "Import a local GGUF file or IR directory", ImportRequest, None),
     ("delete", "/models/{model}", "Delete a stored model", None, None),
     ("get", "/healthz", "Health", None, None),
+    ("get", "/livez", "Liveness probe: 200 while the process answers", None, None),
+    ("get", "/readyz", "Readiness probe: 503 with Retry-After while loading, draining or full", None, None),
     ("get", "/engines/status", "Engine status", None, None),
     ("get", "/engines/ps", "Loaded runners", None, None),
     ("post", "/engines/unload", "Unload runners", UnloadRequest, UnloadResponse),

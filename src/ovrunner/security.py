@@ -32,7 +32,7 @@ from ovrunner.errors import (
 
 # Routes that answer without a key: liveness probes must not need secrets, and the web page
 # (which holds no data; it asks for the key and sends it on every API call) must load first.
-OPEN_PATHS = frozenset({"/healthz", "/"})
+OPEN_PATHS = frozenset({"/healthz", "/livez", "/readyz", "/"})
 PAGE_PREFIX = "/ui/"
 
 
@@ -58,9 +58,10 @@ def check_bind(host: str, api_key: str | None) -> None:
         )
 
 
-async def _send_error(scope: Scope, send: Send, error: OvrunnerError) -> None:
+async def send_error(scope: Scope, send: Send, error: OvrunnerError) -> None:
     body = json.dumps(error_body(error, Dialect.of(scope["path"]))).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers += [(k.lower().encode(), v.encode()) for k, v in error.headers().items()]
     if isinstance(error, AuthenticationError):
         headers.append((b"www-authenticate", b'Bearer realm="ovrunner"'))
     await send({"type": "http.response.start", "status": error.status_code, "headers": headers})
@@ -68,7 +69,7 @@ async def _send_error(scope: Scope, send: Send, error: OvrunnerError) -> None:
 
 
 class ApiKeyGuard:
-    """Every route but `/healthz` and the page's files needs `Authorization: Bearer KEY`, or `x-api-key: KEY` as
+    """Every route but the probes (`/healthz`, `/livez`, `/readyz`) and the page's files needs `Authorization: Bearer KEY`, or `x-api-key: KEY` as
     Anthropic's clients send it (compared in constant time). Without a configured key the
     guard is not installed at all."""
 
@@ -86,7 +87,7 @@ class ApiKeyGuard:
             given = b"Bearer " + headers[b"x-api-key"]
         if not hmac.compare_digest(given, self._expected):
             message = "missing API key" if not given else "invalid API key"
-            await _send_error(scope, send, AuthenticationError(
+            await send_error(scope, send, AuthenticationError(
                 f"{message}: send Authorization: Bearer <key>"))  # fmt: skip
             return
         await self.app(scope, receive, send)
@@ -125,7 +126,7 @@ class BodyLimit:
         too_large = RequestTooLargeError(f"the request body exceeds the limit of {limit} bytes")
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None and length.isdigit() and int(length) > limit:
-            await _send_error(scope, send, too_large)
+            await send_error(scope, send, too_large)
             return
         received = 0
 
@@ -165,7 +166,7 @@ class HostGuard:
         if scope["type"] == "http":
             header = dict(scope["headers"]).get(b"host")
             if header is not None and not self.allows(host_name(header)):
-                await _send_error(scope, send, HostNotAllowedError(
+                await send_error(scope, send, HostNotAllowedError(
                     f"the Host {header.decode('latin-1')[:100]!r} is not this server's: "
                     "add it to allowed_hosts, or set an API key"))  # fmt: skip
                 return

@@ -47,7 +47,7 @@ def async_client(server: ServerProcess) -> openai.AsyncOpenAI:
 # lifecycle events and uvicorn's own start-up and shutdown. Anything else could carry content.
 LOG_LINE = re.compile(
     r"INFO ovrunner\.access: [A-Z]+ /\S* \d{3} [\d.]+ ms"
-    r"|(INFO|WARNING|ERROR) ovrunner\.(lifecycle|app|engines(\.\w+)+): [^\n]*"
+    r"|(INFO|WARNING|ERROR) ovrunner\.(lifecycle|app|draining|engines(\.\w+)+): [^\n]*"
     r"|INFO:     (Started server process \[\d+\]|Waiting for application (startup|shutdown)\."
     r"|Application (startup|shutdown) complete\.|Uvicorn running on \S+ \(Press CTRL\+C to quit\)"
     r"|Shutting down|Finished server process \[\d+\]|Waiting for background tasks to complete\.( \(CTRL\+C to force quit\))?"

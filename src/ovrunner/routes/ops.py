@@ -11,7 +11,7 @@ from starlette.routing import BaseRoute, Route
 
 from ovrunner.busy import counter_for
 from ovrunner.engines.registry import EngineRegistry
-from ovrunner.errors import OvrunnerError
+from ovrunner.errors import NotReadyError, OvrunnerError
 from ovrunner.jobs import MAX_INPUT_CHARS, default_job_device
 from ovrunner.lifecycle import Lifecycle
 from ovrunner.protocol.ops import UnloadRequest, UnloadResponse
@@ -53,6 +53,27 @@ async def healthz(request: Request) -> JSONResponse:
             "bind": settings.bind,
         }
     )
+
+
+async def livez(request: Request) -> JSONResponse:
+    """Liveness: the process answers; a probe that fails restarts it."""
+    return JSONResponse({"status": "alive"})
+
+
+async def readyz(request: Request) -> JSONResponse:
+    """Readiness: 503 with `Retry-After` while the server should get no new traffic (the
+    default model not loaded yet under `--preload`, draining after SIGTERM, its queue full)."""
+    settings: Settings = request.app.state.settings
+    lifecycle: Lifecycle = request.app.state.lifecycle
+    if request.app.state.drain.draining:
+        raise NotReadyError("draining: the server is shutting down")
+    if settings.preload and not lifecycle.is_loaded(settings.model):
+        raise NotReadyError(f"the default model {settings.model!r} is loading", retry_after_s=5)
+    for slot in lifecycle.slots():
+        if slot.model.id == settings.model and slot.runner is not None:
+            if slot.runner.stats().admitted >= settings.max_queue:
+                raise NotReadyError(f"the queue of {settings.model!r} is full")
+    return JSONResponse({"status": "ready"})
 
 
 async def engines_status(request: Request) -> JSONResponse:
@@ -114,6 +135,8 @@ def routes() -> list[BaseRoute]:
     return [
         Route("/metrics", metrics, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
+        Route("/livez", livez, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
         Route("/engines/status", engines_status, methods=["GET"]),
         Route("/engines/ps", engines_ps, methods=["GET"]),
         Route("/engines/unload", unload, methods=["POST"]),

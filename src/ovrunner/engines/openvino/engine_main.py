@@ -306,7 +306,8 @@ class _Stepper:
             return
         self._metrics_at = now
         metrics = self.pipeline.get_metrics()
-        self.stats.cache_usage = float(metrics.cache_usage)
+        # OpenVINO GenAI reports a percentage; ovrunner's stats and gauges carry a ratio.
+        self.stats.cache_usage = float(metrics.cache_usage) / 100
         self.stats.kv_cache_bytes = int(metrics.kv_cache_size_in_bytes)
 
 
