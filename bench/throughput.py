@@ -1,7 +1,7 @@
 """What the benchmarks share: the model, the prompts and the raw pipeline they compare with.
 
 `RawPipeline` is the practical limit: the engine's own `ContinuousBatchingPipeline` (opened
-with the engine's code, `batching.open_pipeline`, so its scheduler settings cannot drift from
+with the engine's code, `pipeline.open_pipeline`, so its scheduler settings cannot drift from
 the server's) stepped directly in this process, no server, no Python per token beyond one
 read per handle per step. `bench.suite` measures the server against it, pair by pair.
 """
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ovrunner.engines.base import ModelFormat, ModelRef
-from ovrunner.engines.openvino.batching import PipelineSpec, open_pipeline
+from ovrunner.engines.openvino.pipeline import PipelineSpec, open_pipeline
 
 MODEL = "smollm2-135m"
 

@@ -14,10 +14,8 @@ import functools
 import itertools
 import logging
 import threading
-import time
 from collections.abc import AsyncGenerator, Callable
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import replace
 from typing import Any
 
 import numpy
@@ -26,7 +24,6 @@ from ovrunner.engines import model_files
 from ovrunner.engines.base import (
     BatchingStats,
     EngineState,
-    EngineTuning,
     GenerationDelta,
     GenerationRequest,
     LoadConfig,
@@ -39,10 +36,9 @@ from ovrunner.engines.base import (
 from ovrunner.engines.decoding.choices import RequestChoices, coalesce, publish_step
 from ovrunner.engines.decoding.detokenize import DecodeMany
 from ovrunner.engines.openvino.common import (
+    CrashWindow,
     OpenVINOFamily,
     cache_properties,
-    draft_ir_dir,
-    open_model,
     open_tokenizer,
     openvino_status,
     require_device,
@@ -60,13 +56,11 @@ from ovrunner.engines.openvino.generation import (
     with_model_defaults,
     with_tool_constraint,
 )
+from ovrunner.engines.openvino.pipeline import PipelineSpec, open_pipeline
 from ovrunner.engines.openvino.tuning import (
     assist_for,
-    configure_scheduler,
-    device_properties,
 )
 from ovrunner.errors import (
-    CrashLoopError,
     EngineError,
     ModelLoadFailedError,
     OvrunnerError,
@@ -130,40 +124,6 @@ class OpenVINOEngine(OpenVINOFamily):
                               started=(process, ready))  # fmt: skip
 
 
-@dataclass(frozen=True)
-class PipelineSpec:
-    """What the engine process needs to open a model's pipeline (it crosses a pickle)."""
-
-    model: ModelRef
-    device: str
-    kv_cache_gb: int
-    cache_dir: Path | None
-    tuning: EngineTuning = EngineTuning()
-
-
-def open_pipeline(spec: PipelineSpec) -> Any:
-    """Open a `ContinuousBatchingPipeline` with prefix caching; runs in the engine process."""
-    genai = import_genai()
-    scheduler = genai.SchedulerConfig()
-    scheduler.enable_prefix_caching = True
-    scheduler.cache_size = spec.kv_cache_gb
-    configure_scheduler(scheduler, spec.tuning)
-    device = device_properties(spec.tuning, spec.device)
-    properties = {**cache_properties(spec.cache_dir), **device}
-    if spec.model.prompt_lookup:
-        properties["prompt_lookup"] = True
-    elif spec.model.draft is not None:
-        draft_dir = draft_ir_dir(genai, spec.model.draft)
-        properties["draft_model"] = genai.draft_model(str(draft_dir), spec.device, **device)
-
-    def construct(source: str, tokenizer: Any, props: dict[str, Any]) -> Any:
-        if tokenizer is None:
-            return genai.ContinuousBatchingPipeline(source, scheduler, spec.device, props)
-        return genai.ContinuousBatchingPipeline(source, tokenizer, scheduler, spec.device, **props)
-
-    return open_model(genai, spec.model, properties, construct)
-
-
 # A request in flight through this many engine failures is failed, not resumed again.
 STRIKE_LIMIT = 2
 
@@ -200,10 +160,9 @@ class OpenVINORunner(Runner):
         self.chat_format = read_chat_format(tokenizer, model.tool_format)
         self._decode_many = decode_many
         self._start_process = start_process
-        self._crash_limit, self._crash_window_s = config.crash_limit, config.crash_window_s
         self._admitted = 0  # in flight here (the bound is the lifecycle's); event loop only
         self._ids = itertools.count()
-        self._crashes: list[float] = []  # monotonic times of recent engine failures
+        self._crashes = CrashWindow(config.crash_limit, config.crash_window_s)
         self.restarts = 0
         self._restarting: asyncio.Future[None] | None = None
         # A process found dead off the event loop, to restart at the next request.
@@ -306,17 +265,10 @@ class OpenVINORunner(Runner):
         if process is not self._process or self._restarting is not None:
             self._end(jobs, error)
             return
-        now = time.monotonic()
-        window = self._crash_window_s
-        self._crashes = [t for t in self._crashes if now - t < window] + [now]
-        if len(self._crashes) >= self._crash_limit:
-            self._failure = CrashLoopError(
-                f"the engine of {self.model_id!r} failed {len(self._crashes)} times within "
-                f"{window:.0f} s (last: {error.message}); it is not restarted until the model "
-                f"is unloaded, or for {window:.0f} s",
-                retry_at=now + window,
-            )
-            self._end(jobs, self._failure)
+        loop_error = self._crashes.record(f"the engine of {self.model_id!r}", error.message)
+        if loop_error is not None:
+            self._failure = loop_error
+            self._end(jobs, loop_error)
             return
         # The step's newcomers are to blame only when some requests were there before them.
         blamed = set(suspects or ()) if len(set(suspects or ())) < len(jobs) else set()

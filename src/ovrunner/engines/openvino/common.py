@@ -10,7 +10,9 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +28,7 @@ from ovrunner.engines.base import (
 )
 from ovrunner.engines.openvino.generation import import_genai
 from ovrunner.engines.openvino.grammar import shared_schema_check
-from ovrunner.errors import EngineUnavailableError
+from ovrunner.errors import CrashLoopError, EngineUnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +101,29 @@ class OpenVINOFamily(Engine):
         if request.tools is not None and request.tools.calling:
             for i, tool in enumerate(request.tools.tools):
                 await check.check(tool.parameters, param=f"tools[{i}].function.parameters")
+
+
+@dataclass
+class CrashWindow:
+    """Recent deaths of a runner's process: `limit` of them within `window_s` is a crash loop,
+    after which it is not restarted (the generating engine's and the encoders' policy)."""
+
+    limit: int
+    window_s: float
+    times: list[float] = field(default_factory=list)
+
+    def record(self, what: str, cause: str) -> CrashLoopError | None:
+        """Count one death of `what` ("the engine of 'm'"); the error once it is a loop."""
+        now = time.monotonic()
+        self.times = [t for t in self.times if now - t < self.window_s] + [now]
+        if len(self.times) < self.limit:
+            return None
+        return CrashLoopError(
+            f"{what} failed {len(self.times)} times within {self.window_s:.0f} s (last: "
+            f"{cause}); it is not restarted until the model is unloaded, or for "
+            f"{self.window_s:.0f} s",
+            retry_at=now + self.window_s,
+        )
 
 
 def cache_properties(cache_dir: Path | None) -> dict[str, Any]:

@@ -13,11 +13,11 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import threading
-import time
 from dataclasses import dataclass
 from typing import Any
 
 from ovrunner.engines.base import Mode, ModelRef
+from ovrunner.engines.openvino.common import CrashWindow
 from ovrunner.errors import CrashLoopError, EngineError, ModelLoadFailedError
 
 log = logging.getLogger(__name__)
@@ -81,8 +81,7 @@ class EncoderProcess:
 
     def __init__(self, spec: EncoderSpec, *, crash_limit: int, crash_window_s: float) -> None:
         self._spec = spec
-        self._crash_limit, self._crash_window_s = crash_limit, crash_window_s
-        self._crashes: list[float] = []
+        self._crashes = CrashWindow(crash_limit, crash_window_s)
         self._lock = threading.Lock()  # one call at a time; also guards start and close
         self._failure: CrashLoopError | None = None
         self._closed = False
@@ -145,16 +144,8 @@ class EncoderProcess:
         cause = f"the encoder process ended unexpectedly (exit code {self._process.exitcode})"
         log.error("%s: %s", self._spec.model.id, cause)
         self._conn.close()
-        now = time.monotonic()
-        window = self._crash_window_s
-        self._crashes = [t for t in self._crashes if now - t < window] + [now]
-        if len(self._crashes) >= self._crash_limit:
-            self._failure = CrashLoopError(
-                f"the encoder of {self._spec.model.id!r} failed {len(self._crashes)} times within "
-                f"{window:.0f} s (last: {cause}); it is not restarted until the model is "
-                "unloaded",
-                retry_at=now + window,
-            )
+        self._failure = self._crashes.record(f"the encoder of {self._spec.model.id!r}", cause)
+        if self._failure is not None:
             return cause
         self._start()
         self.restarts += 1
