@@ -13,7 +13,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from ovrunner.busy import BusyCounter, NpuSysfsCounter, ProcessCpuCounter
 from ovrunner.draining import Drain, DrainGuard
@@ -77,10 +77,9 @@ async def _preload(lifecycle: Lifecycle, settings: Settings, jobs: JobPresets) -
             return
 
 
-def create_app(settings: Settings, registry: EngineRegistry | None = None) -> Starlette:
-    registry = registry or default_registry(settings)
-    store = ModelStore(settings.store_dir)
-    load_config = LoadConfig(
+def load_config(settings: Settings) -> LoadConfig:
+    """How the engines load models, from the settings."""
+    return LoadConfig(
         device=settings.device,
         kv_cache_gb=settings.kv_cache_gb,
         max_queue=settings.max_queue,
@@ -95,12 +94,17 @@ def create_app(settings: Settings, registry: EngineRegistry | None = None) -> St
             admission_window_ms=settings.admission_window_ms,
         ),
     )
+
+
+def create_app(settings: Settings, registry: EngineRegistry | None = None) -> Starlette:
+    registry = registry or default_registry(settings)
+    store = ModelStore(settings.store_dir)
     metrics = Metrics()
     drain = Drain(settings.shutdown_grace_s)
     lifecycle = Lifecycle(
         store,
         registry,
-        load_config,
+        load_config(settings),
         only_model=settings.model if settings.only else None,
         keep_alive=parse_keep_alive(settings.keep_alive),
         model_keep_alive={m: parse_keep_alive(v) for m, v in settings.model_keep_alive.items()},
@@ -126,18 +130,7 @@ def create_app(settings: Settings, registry: EngineRegistry | None = None) -> St
                 await warm_up
 
     app = Starlette(
-        routes=[
-            *models.routes(),
-            *openai.routes(),
-            *embeddings.routes(),
-            *anthropic.routes(),
-            *ollama.routes(),
-            *responses.routes(),
-            *worker.routes(),
-            *ops.routes(),
-            Route("/openapi.json", openapi_json, methods=["GET"]),
-            *web.routes(),
-        ],
+        routes=_routes(),
         exception_handlers={
             OvrunnerError: _ovrunner_error,
             HTTPException: _http_error,
@@ -155,6 +148,21 @@ def create_app(settings: Settings, registry: EngineRegistry | None = None) -> St
     app.state.jobs = JobPresets.load(settings.jobs_file)
     app.state.responses = ResponseStore(settings.responses_kept, settings.responses_kept_mb << 20)
     return app
+
+
+def _routes() -> list[BaseRoute]:
+    return [
+        *models.routes(),
+        *openai.routes(),
+        *embeddings.routes(),
+        *anthropic.routes(),
+        *ollama.routes(),
+        *responses.routes(),
+        *worker.routes(),
+        *ops.routes(),
+        Route("/openapi.json", openapi_json, methods=["GET"]),
+        *web.routes(),
+    ]
 
 
 def _middleware(settings: Settings, metrics: Metrics, drain: Drain) -> list[Middleware]:

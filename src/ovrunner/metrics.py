@@ -17,7 +17,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ovrunner.engines.base import BatchingStats
+from ovrunner.engines.stats import BatchingStats
 from ovrunner.lifecycle import RunnerState
 
 if TYPE_CHECKING:

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from ovrunner.engines.base import BatchingStats, LoadConfig, ModelRef, SamplingParams
+from ovrunner.engines.base import LoadConfig, ModelRef, SamplingParams
 from ovrunner.engines.openvino.batching import OpenVINOEngine, OpenVINORunner
+from ovrunner.engines.stats import BatchingStats
 from ovrunner.errors import InvalidRequestError
 from tests.engines.test_openvino_engine import collect, raw
 

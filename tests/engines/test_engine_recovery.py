@@ -30,7 +30,7 @@ from ovrunner.engines.base import (
 )
 from ovrunner.engines.openvino.batching import OpenVINORunner
 from ovrunner.engines.openvino.engine_client import EngineProcess
-from ovrunner.engines.openvino.engine_main import Ready
+from ovrunner.engines.openvino.engine_main import Close, Ready
 from ovrunner.errors import CrashLoopError, EngineError
 from tests.engines.conftest import load_private_runner
 
@@ -193,7 +193,8 @@ def test_a_crash_loop_stops_the_restarts(runner: OpenVINORunner) -> None:
     asyncio.run(scenario())
     assert isinstance(runner.failure, CrashLoopError)
     assert runner.failure.status_code == 503
-    assert runner.failure.headers() == {"x-should-retry": "false"}
+    headers = runner.failure.headers()
+    assert headers["x-should-retry"] == "false" and 1 <= int(headers["Retry-After"]) <= 60
 
 
 def test_an_unload_during_a_restart_leaves_no_engine_process_behind(
@@ -257,3 +258,34 @@ def test_a_late_failure_report_of_a_replaced_process_restarts_nothing(
         assert runner._process is live and runner.restarts == 1
 
     asyncio.run(scenario())
+
+
+def test_an_engine_process_is_closed_only_once_its_writer_is_done_with_the_connection(
+    runner: OpenVINORunner,
+) -> None:
+    """The root of the crash-loop flake: `close` closed the connection while the writer thread
+    was still sending the `Close` command on it; a send that had read the descriptor's number
+    wrote after the close into whatever took the number next, the connection of the engine
+    process a restart opened, whose child read that `Close` and ended (exit code 0). The
+    writer is held inside that send by an event."""
+    process = runner._process
+    connection = process._conn
+    sending, release = threading.Event(), threading.Event()
+    send = connection.send
+
+    def held_send(command: object) -> None:
+        if isinstance(command, Close):
+            sending.set()
+            assert release.wait(30)
+        send(command)
+
+    connection.send = held_send  # type: ignore[method-assign]
+    kill_engine(runner)  # dead already, as after a crash: close() does not wait for it
+    closing = threading.Thread(target=process.close)
+    closing.start()
+    assert sending.wait(30)
+    closing.join(0.5)
+    assert not connection.closed, "closed under a send in progress"
+    release.set()
+    closing.join(30)
+    assert connection.closed and not closing.is_alive()

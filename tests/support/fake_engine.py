@@ -17,8 +17,8 @@ from ovrunner.engines.base import (
     ModelInfo,
     ModelRef,
     Runner,
-    RunnerStats,
 )
+from ovrunner.engines.stats import RunnerStats
 from ovrunner.errors import EngineError
 
 FAIL = "FAIL-MIDSTREAM"

@@ -22,7 +22,6 @@ import numpy
 
 from ovrunner.engines import model_files
 from ovrunner.engines.base import (
-    BatchingStats,
     EngineState,
     GenerationDelta,
     GenerationRequest,
@@ -60,6 +59,7 @@ from ovrunner.engines.openvino.pipeline import PipelineSpec, open_pipeline
 from ovrunner.engines.openvino.tuning import (
     assist_for,
 )
+from ovrunner.engines.stats import BatchingStats
 from ovrunner.errors import (
     EngineError,
     ModelLoadFailedError,

@@ -31,10 +31,10 @@ from ovrunner.engines.base import (
     RerankRequest,
     RerankScores,
     Runner,
-    RunnerStats,
 )
 from ovrunner.engines.encoder_files import EmbeddingConfig
 from ovrunner.engines.openvino.encoder_process import EncoderProcess, EncoderSpec
+from ovrunner.engines.stats import RunnerStats
 from ovrunner.errors import (
     ContextLengthExceededError,
     EngineError,

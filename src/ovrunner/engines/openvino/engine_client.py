@@ -101,6 +101,7 @@ class EngineProcess:
         self.stats = EngineStats()
         self._failure: EngineError | None = None
         self._fail_lock = threading.Lock()
+        self._writer: threading.Thread | None = None
         self.ready: engine_main.Ready | None = None
 
     @property
@@ -137,9 +138,10 @@ class EngineProcess:
         it held go to `on_failure` (on the reading loop); without one they fail."""
         self._on_updates = on_updates
         self._on_failure = on_failure
-        threading.Thread(
+        self._writer = threading.Thread(
             target=self._write, name=f"ovrunner-write-{self.name}", daemon=True
-        ).start()
+        )
+        self._writer.start()
 
     # -- event-loop side -------------------------------------------------------------------
 
@@ -171,6 +173,12 @@ class EngineProcess:
             log.warning("the engine process of %s did not exit; killing it", self.name)
             self._process.kill()
             self._process.join()
+        # The writer must be done with the connection before it is closed: a send that read
+        # the descriptor's number before the close and wrote after it would write into
+        # whatever took that number next, such as the connection of the engine process a
+        # restart opens (its child then read a `Close` and ended: exit code 0).
+        if self._writer is not None:
+            self._writer.join(timeout)
         loop = self._reading_on
         if loop is None or not _call_on(loop, self._release):
             self._release()

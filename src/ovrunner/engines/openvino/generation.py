@@ -83,27 +83,10 @@ def generation_config(
     # Prompts reach the pipeline as token ids, already templated where they are chat.
     config.apply_chat_template = False
     config.max_new_tokens = sampling.max_tokens if sampling.max_tokens is not None else room
-    temperature = DEFAULT_TEMPERATURE if sampling.temperature is None else sampling.temperature
-    if temperature > 0:
-        config.do_sample = True
-        config.temperature = temperature
-        config.top_p = DEFAULT_TOP_P if sampling.top_p is None else sampling.top_p
-        config.top_k = DEFAULT_TOP_K if sampling.top_k is None else sampling.top_k
-        config.min_p = DEFAULT_MIN_P if sampling.min_p is None else sampling.min_p
-        # The binding takes unsigned 64-bit seeds: a negative one is its two's complement.
-        config.rng_seed = random.getrandbits(31) if sampling.seed is None else sampling.seed % 2**64
-        config.num_return_sequences = sampling.n
-    elif sampling.n > 1:
-        raise InvalidRequestError("n > 1 needs temperature > 0", param="n")
+    _apply_sampling(config, sampling)
     if sampling.stop:
         config.stop_strings = set(sampling.stop)
         config.include_stop_str_in_output = sampling.keep_stop
-    if sampling.presence_penalty is not None:
-        config.presence_penalty = sampling.presence_penalty
-    if sampling.frequency_penalty is not None:
-        config.frequency_penalty = sampling.frequency_penalty
-    if sampling.repetition_penalty is not None:
-        config.repetition_penalty = sampling.repetition_penalty
     if sampling.min_tokens is not None:
         config.min_new_tokens = sampling.min_tokens
     config.ignore_eos = sampling.ignore_eos
@@ -129,6 +112,29 @@ def generation_config(
     except RuntimeError as exc:  # the binding's C++ check, on this request's values
         raise InvalidRequestError(f"invalid generation parameters: {exc}") from exc
     return config
+
+
+def _apply_sampling(config: Any, sampling: SamplingParams) -> None:
+    """How tokens are drawn: greedy, or sampled with the request's (or the default) knobs,
+    and the penalties."""
+    temperature = DEFAULT_TEMPERATURE if sampling.temperature is None else sampling.temperature
+    if temperature > 0:
+        config.do_sample = True
+        config.temperature = temperature
+        config.top_p = DEFAULT_TOP_P if sampling.top_p is None else sampling.top_p
+        config.top_k = DEFAULT_TOP_K if sampling.top_k is None else sampling.top_k
+        config.min_p = DEFAULT_MIN_P if sampling.min_p is None else sampling.min_p
+        # The binding takes unsigned 64-bit seeds: a negative one is its two's complement.
+        config.rng_seed = random.getrandbits(31) if sampling.seed is None else sampling.seed % 2**64
+        config.num_return_sequences = sampling.n
+    elif sampling.n > 1:
+        raise InvalidRequestError("n > 1 needs temperature > 0", param="n")
+    if sampling.presence_penalty is not None:
+        config.presence_penalty = sampling.presence_penalty
+    if sampling.frequency_penalty is not None:
+        config.frequency_penalty = sampling.frequency_penalty
+    if sampling.repetition_penalty is not None:
+        config.repetition_penalty = sampling.repetition_penalty
 
 
 def structural_tags(genai: Any, constraint: CallConstraint) -> Any:

@@ -28,7 +28,6 @@ from ovrunner.engines.base import (
     LoadConfig,
     ModelInfo,
     ModelRef,
-    NpuStats,
     Runner,
     is_npu,
 )
@@ -48,6 +47,7 @@ from ovrunner.engines.openvino.generation import (
     read_chat_format,
     with_model_defaults,
 )
+from ovrunner.engines.stats import NpuStats
 from ovrunner.errors import (
     EngineError,
     ModelLoadFailedError,
