@@ -141,7 +141,7 @@ def test_stop_closes_the_stream_and_the_server_cancels(
     deadline = time.monotonic() + 10
     while True:
         runners = httpx.get(page_server.base_url + "/engines/ps").json()["runners"]
-        [runner] = [r for r in runners if r["model"] == MODEL]
+        [runner] = [r for r in runners if r["model"] == MODEL and r["decoding"] == "plain"]
         if runner["stats"]["running"] == 0 and runner["in_use"] == 0:
             break
         assert time.monotonic() < deadline, runner

@@ -72,17 +72,25 @@ async def show(request: Request) -> JSONResponse:
 
 
 async def ps(request: Request) -> JSONResponse:
+    """Loaded models, one entry each (a model's plain and prompt-lookup runners together:
+    their memory summed, the later keep-alive deadline)."""
     lifecycle: Lifecycle = request.app.state.lifecycle
-    models = []
+    models: dict[str, dict[str, Any]] = {}
     for slot in lifecycle.slots():
         if slot.runner is None:
             continue
         expires = slot.expires_at if slot.expires_at is not None else time.time() + 10**8
-        models.append({"name": slot.model.id, "model": slot.model.id,
-                       "size": slot.memory_bytes or 0, "size_vram": 0,
-                       "details": _details(request, slot.model),
-                       "expires_at": datetime.fromtimestamp(expires, UTC).isoformat()})  # fmt: skip
-    return JSONResponse({"models": models})
+        entry = models.get(slot.model.id)
+        if entry is None:
+            models[slot.model.id] = {"name": slot.model.id, "model": slot.model.id,
+                                     "size": slot.memory_bytes or 0, "size_vram": 0,
+                                     "details": _details(request, slot.model), "_expires": expires}  # fmt: skip
+            continue
+        entry["size"] += slot.memory_bytes or 0
+        entry["_expires"] = max(entry["_expires"], expires)
+    for entry in models.values():
+        entry["expires_at"] = datetime.fromtimestamp(entry.pop("_expires"), UTC).isoformat()
+    return JSONResponse({"models": list(models.values())})
 
 
 async def version(request: Request) -> JSONResponse:
