@@ -10,6 +10,7 @@ tests need varied output to show that stream deltas join correctly.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import gguf
@@ -81,6 +82,43 @@ def _merges_from_json(tokenizer: Tokenizer) -> list[str]:
     return [" ".join(m) if isinstance(m, list) else m for m in merges]
 
 
+@dataclass(frozen=True)
+class _Shape:
+    n_vocab: int
+    hidden: int
+    layers: int
+    heads: int
+    kv_heads: int
+    ffn: int
+
+
+def _add_weights(writer: gguf.GGUFWriter, shape: _Shape, rng: np.random.Generator,
+                 std: float) -> None:  # fmt: skip
+    """A llama's tensors, drawn from `rng` in a fixed order (the same seed, the same model)."""
+    hidden, kv_dim = shape.hidden, shape.hidden // shape.heads * shape.kv_heads
+
+    def matrix(rows: int, cols: int) -> np.ndarray:
+        # The GGUF reader refuses F32 weight matrices; F16 is the smallest accepted float.
+        return (rng.standard_normal((rows, cols)) * std).astype(np.float16)
+
+    def norm() -> np.ndarray:
+        return np.ones(hidden, dtype=np.float32)
+
+    writer.add_tensor("token_embd.weight", matrix(shape.n_vocab, hidden))
+    for i in range(shape.layers):
+        writer.add_tensor(f"blk.{i}.attn_norm.weight", norm())
+        writer.add_tensor(f"blk.{i}.attn_q.weight", matrix(hidden, hidden))
+        writer.add_tensor(f"blk.{i}.attn_k.weight", matrix(kv_dim, hidden))
+        writer.add_tensor(f"blk.{i}.attn_v.weight", matrix(kv_dim, hidden))
+        writer.add_tensor(f"blk.{i}.attn_output.weight", matrix(hidden, hidden))
+        writer.add_tensor(f"blk.{i}.ffn_norm.weight", norm())
+        writer.add_tensor(f"blk.{i}.ffn_gate.weight", matrix(shape.ffn, hidden))
+        writer.add_tensor(f"blk.{i}.ffn_up.weight", matrix(shape.ffn, hidden))
+        writer.add_tensor(f"blk.{i}.ffn_down.weight", matrix(hidden, shape.ffn))
+    writer.add_tensor("output_norm.weight", norm())
+    writer.add_tensor("output.weight", matrix(shape.n_vocab, hidden))
+
+
 def build_tiny_gguf(
     path: Path,
     *,
@@ -98,7 +136,6 @@ def build_tiny_gguf(
     path.parent.mkdir(parents=True, exist_ok=True)
     # Its writer logs each file at INFO; a server's log holds only its own lines.
     logging.getLogger("gguf.gguf_writer").setLevel(logging.WARNING)
-    rng = np.random.default_rng(seed)
     tokenizer = _train_tokenizer(vocab_size)
     writer = gguf.GGUFWriter(str(path), arch="llama")
     writer.add_name("ovrunner-tiny-llama")
@@ -115,27 +152,8 @@ def build_tiny_gguf(
     n_vocab = _add_tokenizer(writer, tokenizer, chat_template)
     writer.add_vocab_size(n_vocab)
 
-    def matrix(rows: int, cols: int) -> np.ndarray:
-        # The GGUF reader refuses F32 weight matrices; F16 is the smallest accepted float.
-        return (rng.standard_normal((rows, cols)) * std).astype(np.float16)
-
-    def norm() -> np.ndarray:
-        return np.ones(hidden, dtype=np.float32)
-
-    kv_dim = hidden // heads * kv_heads
-    writer.add_tensor("token_embd.weight", matrix(n_vocab, hidden))
-    for i in range(layers):
-        writer.add_tensor(f"blk.{i}.attn_norm.weight", norm())
-        writer.add_tensor(f"blk.{i}.attn_q.weight", matrix(hidden, hidden))
-        writer.add_tensor(f"blk.{i}.attn_k.weight", matrix(kv_dim, hidden))
-        writer.add_tensor(f"blk.{i}.attn_v.weight", matrix(kv_dim, hidden))
-        writer.add_tensor(f"blk.{i}.attn_output.weight", matrix(hidden, hidden))
-        writer.add_tensor(f"blk.{i}.ffn_norm.weight", norm())
-        writer.add_tensor(f"blk.{i}.ffn_gate.weight", matrix(ffn, hidden))
-        writer.add_tensor(f"blk.{i}.ffn_up.weight", matrix(ffn, hidden))
-        writer.add_tensor(f"blk.{i}.ffn_down.weight", matrix(hidden, ffn))
-    writer.add_tensor("output_norm.weight", norm())
-    writer.add_tensor("output.weight", matrix(n_vocab, hidden))
+    shape = _Shape(n_vocab, hidden, layers, heads, kv_heads, ffn)
+    _add_weights(writer, shape, np.random.default_rng(seed), std)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()

@@ -16,7 +16,7 @@ from starlette.routing import BaseRoute, Route
 
 from ovrunner.busy import NpuSysfsCounter, counter_for
 from ovrunner.errors import InvalidRequestError
-from ovrunner.jobs import JobPresets, check_bounds, job_target, run_job, verify_busy
+from ovrunner.jobs import JobPresets, JobResult, check_bounds, job_target, run_job, verify_busy
 from ovrunner.lifecycle import Lifecycle
 from ovrunner.protocol.openai import Usage
 from ovrunner.protocol.worker import Timing, WorkerRequest, WorkerResponse
@@ -50,21 +50,34 @@ async def _generate(request: Request, job: str | None) -> Response:
         )
     finally:
         lease.release()
-    busy = result.busy
     request.app.state.metrics.observe_usage(model, result.prompt_tokens, result.completion_tokens)
-    npu = counter.name == NpuSysfsCounter.name
-    response = WorkerResponse(
+    busy = result.busy
+    timing = Timing(
+        load=round((loaded - started) * 1000, 2),
+        initial_load=lifecycle.initial_load_ms,
+        generate=round(result.generate_ms, 2),
+        total=round((time.perf_counter() - started) * 1000, 2),
+    )
+    response = _response(settings, model, runner.device, preset.name, result, timing,
+                         npu=counter.name == NpuSysfsCounter.name)  # fmt: skip
+    error = verify_busy(busy)
+    if error is not None:
+        return JSONResponse({**response.body(), **error.to_body()},
+                            status_code=error.status_code, headers=error.headers())  # fmt: skip
+    return JSONResponse(response.body())
+
+
+def _response(settings: Settings, model: str, device: str, job: str, result: JobResult,
+              timing: Timing, *, npu: bool) -> WorkerResponse:  # fmt: skip
+    """The worker response of a finished job, with its busy-counter readings."""
+    busy = result.busy
+    return WorkerResponse(
         model=model,
-        device=runner.device,
-        job=preset.name,
+        device=device,
+        job=job,
         text=result.text,
         json=result.parsed,
-        timing_ms=Timing(
-            load=round((loaded - started) * 1000, 2),
-            initial_load=lifecycle.initial_load_ms,
-            generate=round(result.generate_ms, 2),
-            total=round((time.perf_counter() - started) * 1000, 2),
-        ),
+        timing_ms=timing,
         busy_counter=busy.counter,
         busy_delta_us=busy.delta_us,
         busy_before_us=busy.before_us,
@@ -77,13 +90,8 @@ async def _generate(request: Request, job: str | None) -> Response:
             prompt_tokens=result.prompt_tokens,
             completion_tokens=result.completion_tokens,
             total_tokens=result.prompt_tokens + result.completion_tokens,
-        ),  # fmt: skip
+        ),
     )
-    error = verify_busy(busy)
-    if error is not None:
-        return JSONResponse({**response.body(), **error.to_body()},
-                            status_code=error.status_code, headers=error.headers())  # fmt: skip
-    return JSONResponse(response.body())
 
 
 def _handler(job: str | None) -> Callable[[Request], Awaitable[Response]]:
