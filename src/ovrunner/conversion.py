@@ -18,9 +18,10 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,14 +44,13 @@ class ConversionStatus:
     done: int = 0
     total: int = 0
     elapsed_s: float = 0.0
-    formats: dict[str, int] = field(default_factory=dict)
+    weights: str = ""  # the weight format, from the compress stage on
 
     def describe(self) -> str:
         if self.stage == "dequantize":
             return f"converting: reading weights {self.done}/{self.total}"
-        if self.stage == "compress" and self.formats:
-            shares = ", ".join(f"{n} {fmt}" for fmt, n in sorted(self.formats.items()))
-            return f"converting: compressing weights ({shares})"
+        if self.stage == "compress":
+            return f"converting: compressing weights to {self.weights}"
         return f"converting: {self.stage}"
 
 
@@ -174,8 +174,6 @@ def _parse(line: str) -> ConversionStatus | None:
 
 class _Drain:
     def __init__(self, stream: Any, keep: deque[str]) -> None:
-        import threading
-
         self._thread = threading.Thread(target=self._run, args=(stream, keep), daemon=True)
         self._thread.start()
 

@@ -154,10 +154,8 @@ class ModelNotServedError(OvrunnerError):
     code = "model_not_served"
 
 
-class QueueFullError(OvrunnerError):
-    status_code = 429
-    type = "rate_limit_error"
-    code = "queue_full"
+class RetryLaterError(OvrunnerError):
+    """An error whose request may succeed after `retry_after_s` (sent as `Retry-After`)."""
 
     def __init__(self, message: str, *, retry_after_s: int = 1) -> None:
         super().__init__(message)
@@ -165,6 +163,12 @@ class QueueFullError(OvrunnerError):
 
     def headers(self) -> dict[str, str]:
         return {"Retry-After": str(self.retry_after_s)}
+
+
+class QueueFullError(RetryLaterError):
+    status_code = 429
+    type = "rate_limit_error"
+    code = "queue_full"
 
 
 class EngineError(OvrunnerError):
@@ -246,18 +250,11 @@ class ShuttingDownError(OvrunnerError):
         return {"Retry-After": "1", "Connection": "close"}
 
 
-class NotReadyError(OvrunnerError):
+class NotReadyError(RetryLaterError):
     """The readiness probe's answer while the server should get no traffic."""
 
     status_code = 503
     code = "not_ready"
-
-    def __init__(self, message: str, *, retry_after_s: int = 1) -> None:
-        super().__init__(message)
-        self.retry_after_s = retry_after_s
-
-    def headers(self) -> dict[str, str]:
-        return {"Retry-After": str(self.retry_after_s)}
 
 
 class EngineNotFoundError(NotFoundError):

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ovrunner.engines.openvino.weights import WeightFormat, compress, plan
+from ovrunner.engines.openvino.weights import WeightFormat, compress, resolve
 from ovrunner.errors import UnsupportedModelError
 
 # What OpenVINO GenAI's GGUF reader builds a graph for (2026.4).
@@ -94,7 +94,7 @@ def _dequantizable(type_name: str) -> bool:
     qtype = gguf.GGMLQuantizationType[type_name]
     if qtype in (gguf.GGMLQuantizationType.F32, gguf.GGMLQuantizationType.F16):
         return True
-    block, size = gguf.GGML_QUANT_SIZES[qtype]
+    _, size = gguf.GGML_QUANT_SIZES[qtype]
     try:
         gguf.quants.dequantize(np.zeros((1, size), dtype=np.uint8), qtype)
     except (NotImplementedError, ValueError, KeyError):
@@ -178,20 +178,20 @@ def convert(source: Path, target: Path, weight_format: WeightFormat, engine: str
         gc.collect()
         f16.unlink()
         model = openvino.Core().read_model(work / "openvino_model.xml")
-        chosen = plan(model, weight_format, engine)
-        progress("compress", formats=dict(Counter(chosen.values())))
-        model = compress(model, chosen, engine)
+        weights = resolve(weight_format, engine)
+        progress("compress", weights=weights.value)
+        model = compress(model, weights, engine)
         target.mkdir()
         progress("save")
         openvino.save_model(model, target / "openvino_model.xml",
-                            compress_to_fp16=weight_format is WeightFormat.F16)  # fmt: skip
+                            compress_to_fp16=weights is WeightFormat.F16)  # fmt: skip
         for name in ("openvino_tokenizer", "openvino_detokenizer"):
             for suffix in (".xml", ".bin"):
                 shutil.copyfile(work / f"{name}{suffix}", target / f"{name}{suffix}")
         _write_configs(source, target, summary)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    progress("done", formats=dict(Counter(chosen.values())))
+    progress("done", weights=weights.value)
 
 
 def _write_configs(source: Path, target: Path, summary: GgufSummary) -> None:
