@@ -37,14 +37,19 @@ async def open_slow(
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(HALF_A_HEADER)
         connections.append((reader, writer))
-    await asyncio.gather(*(w.drain() for _, w in connections))
+    # A connection the server refused (over the cap) may already be reset: seen by the caller.
+    await asyncio.gather(*(w.drain() for _, w in connections), return_exceptions=True)
     return connections
 
 
 async def closed_by_server(reader: asyncio.StreamReader, timeout: float) -> bool:
+    """Whether the server closed the connection within `timeout`: an end of stream, or a reset
+    (a connection refused over the cap is aborted, which the kernel may report either way)."""
     try:
         return await asyncio.wait_for(reader.read(1), timeout) == b""
-    except (TimeoutError, ConnectionError):
+    except ConnectionError:
+        return True
+    except TimeoutError:
         return False
 
 
@@ -87,10 +92,12 @@ def test_connections_beyond_the_cap_are_closed_at_once(
         async def scenario() -> tuple[int, int]:
             held = await open_slow(server.port, 50)
             extra = await open_slow(server.port, 10)
-            refused = await asyncio.gather(*(closed_by_server(r, 15) for r, _ in extra))
+            # Well within the header timeout (10 s): refused at once, not timed out.
+            refused = await asyncio.gather(*(closed_by_server(r, 3) for r, _ in extra))
+            still_open = await asyncio.gather(*(closed_by_server(r, 0.2) for r, _ in held))
             for _, writer in held + extra:
                 writer.close()
-            return sum(refused), len(held)
+            return sum(refused), still_open.count(False)
 
         refused, held = asyncio.run(scenario())
         assert refused == 10 and held == 50
