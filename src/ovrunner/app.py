@@ -33,7 +33,7 @@ from ovrunner.jobs import JobPresets, preloaded_runners
 from ovrunner.lifecycle import Lifecycle, parse_keep_alive
 from ovrunner.metrics import AccessLog, Metrics
 from ovrunner.openapi import openapi_json
-from ovrunner.response_store import ResponseStore
+from ovrunner.response_store import Bounds, open_response_store
 from ovrunner.routes import (
     anthropic,
     embeddings,
@@ -126,6 +126,7 @@ def create_app(settings: Settings, registry: EngineRegistry | None = None) -> St
             yield
         finally:
             await lifecycle.close()
+            await app.state.responses.close()
             if settings.preload:
                 await warm_up
 
@@ -146,7 +147,12 @@ def create_app(settings: Settings, registry: EngineRegistry | None = None) -> St
     app.state.lifecycle = lifecycle
     app.state.metrics = metrics
     app.state.jobs = JobPresets.load(settings.jobs_file)
-    app.state.responses = ResponseStore(settings.responses_kept, settings.responses_kept_mb << 20)
+    app.state.responses = open_response_store(
+        settings.responses_db,
+        settings.store_dir,
+        Bounds(settings.responses_kept, settings.responses_kept_mb << 20,
+               settings.responses_kept_days * 86400),
+    )  # fmt: skip
     return app
 
 

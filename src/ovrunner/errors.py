@@ -257,6 +257,13 @@ class NotReadyError(RetryLaterError):
     code = "not_ready"
 
 
+class ResponseStoreUnavailableError(RetryLaterError):
+    """The database of stored Responses answers cannot be reached or written."""
+
+    status_code = 503
+    code = "response_store_unavailable"
+
+
 class EngineNotFoundError(NotFoundError):
     code = "engine_not_found"
 

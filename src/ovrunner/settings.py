@@ -133,16 +133,26 @@ class Settings(BaseSettings):
         "idle runner. Unset: no budget.",
     )
     # The bounded NPU engine and the worker jobs.
+    responses_db: str | None = Field(
+        None,
+        description="Where Responses API answers are kept: unset, SQLite in the store directory; "
+        "sqlite:///PATH; postgresql://USER@HOST/DB (shared by replicas); memory (lost at exit).",
+        pattern=r"^(postgres(ql)?://.*|sqlite:///.+|memory)$",
+        repr=False,  # a URL may carry a password
+    )
     responses_kept: int = Field(
         256,
         ge=0,
-        description="Responses API answers kept in memory for previous_response_id "
-        "and GET /v1/responses/{id}; the oldest go first. 0 keeps none.",
+        description="Responses API answers kept for previous_response_id and "
+        "GET /v1/responses/{id}; the oldest go first. 0 keeps none.",
     )
     responses_kept_mb: int = Field(
         64,
         ge=1,
-        description="Memory the kept Responses API answers may take, in MB.",
+        description="Space the kept Responses API answers may take together, in MB of JSON.",
+    )
+    responses_kept_days: float = Field(
+        30, gt=0, description="A kept Responses API answer older than this is forgotten."
     )
     embedding_max_inputs: int = Field(
         2048,

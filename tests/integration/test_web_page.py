@@ -23,6 +23,7 @@ import pytest
 from tests.integration.conftest import MODEL
 from tests.support.cli import store_with_tiny
 from tests.support.server import ServerProcess
+from tests.support.system import require_program
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 expect = playwright_api.expect
@@ -37,14 +38,7 @@ LONG_PROMPT = "Write a very long story about a dragon who learns to cook, in man
 
 
 def chromium_path() -> str:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found is None:
-        message = ("the browser tests need Debian's chromium: `apt-get install chromium` "
-                   "(.ci/run installs it when absent)")  # fmt: skip
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return found
+    return shutil.which("chromium-browser") or require_program("chromium", "chromium")
 
 
 @pytest.fixture(scope="module")

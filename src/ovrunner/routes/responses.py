@@ -2,13 +2,14 @@
 
 One builder (`ResponseOutput`) turns the engine's deltas into the response's output items and the
 stream's events, so a whole answer is exactly what its stream ends with. Answers with
-`store` (the default) are kept in the bounded `ResponseStore` for `previous_response_id`.
+`store` (the default) are kept in the Responses store (`response_store`, a database) for
+`previous_response_id`, committed before the answer's last byte is sent.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from typing import Any
 
@@ -32,7 +33,7 @@ from ovrunner.protocol.responses import (
     NamedFunctionChoice,
     ResponseCreateParams,
 )
-from ovrunner.response_store import ResponseStore
+from ovrunner.response_store import ResponseStore, StoredResponse
 from ovrunner.routes.answers import unless_disconnected
 from ovrunner.routes.body import parse_body
 from ovrunner.routes.chat_tools import function_tool, unique_names
@@ -44,16 +45,16 @@ from ovrunner.tools.spec import ToolChoice, ToolSpec
 # -- requests ---------------------------------------------------------------------------------
 
 
-def input_items(body: ResponseCreateParams, store: ResponseStore) -> list[Item]:
+async def input_items(body: ResponseCreateParams, store: ResponseStore) -> list[Item]:
     """The whole conversation as items: the previous response's input and output, then
     this request's input."""
     items: list[Item] = []
     if body.previous_response_id is not None:
-        previous = store.get(body.previous_response_id)
+        previous = await store.get(body.previous_response_id)
         if previous is None:
             raise NotFoundError(
-                f"no stored response {body.previous_response_id!r} (answers are kept in "
-                "memory, a bounded number of them, until the server restarts)",
+                f"no stored response {body.previous_response_id!r} (a bounded number of "
+                "answers are kept, for `responses_kept_days`; `store: false` keeps none)",
                 param="previous_response_id",
             )
         items += previous.input_items + previous.response["output"]
@@ -150,10 +151,16 @@ def generation_request(body: ResponseCreateParams, items: list[Item]) -> Generat
 
 
 async def _run(
-    output: ResponseOutput, generation: Generation, *, streamed: bool
+    output: ResponseOutput,
+    generation: Generation,
+    *,
+    streamed: bool,
+    keep: Callable[[], Awaitable[None]] | None,
 ) -> AsyncIterator[str]:
     """Every event of the response, from `response.created` to its end. In a stream a
-    failure is an event of it (the status is sent already); otherwise it is raised."""
+    failure is an event of it (the status is sent already); otherwise it is raised. `keep`
+    stores the finished answer before its last events are sent: once a client has the whole
+    answer, it is stored, whatever happens to this process next."""
     for event in output.begin():
         yield event
     finish = None
@@ -163,35 +170,36 @@ async def _run(
                 finish = delta.finish_reason.value if delta.finish_reason else finish
                 for event in output.add(delta):
                     yield event
+        last = output.finish(finish, generation)
+        if keep is not None:
+            await keep()
     except OvrunnerError as exc:
         if not streamed:
             raise
         for event in output.fail(exc):
             yield event
         return
-    for event in output.finish(finish, generation):
+    for event in last:
         yield event
 
 
 async def create_response(request: Request) -> Response:
     body = await parse_body(request, ResponseCreateParams)
     store: ResponseStore = request.app.state.responses
-    items = input_items(body, store)
+    items = await input_items(body, store)
     started = await start_generation(request, body.model, generation_request(body, items))
     output = ResponseOutput(body, new_id("resp"))
 
-    async def events() -> AsyncIterator[str]:
-        async for event in _run(output, started, streamed=body.stream):
-            yield event
-        if body.store and output.response["status"] != "failed":
-            store.put(output.response, items)
+    async def keep() -> None:
+        await store.put(output.response, items)
 
+    events = _run(output, started, streamed=body.stream, keep=keep if body.store else None)
     if body.stream:
         grace = request.app.state.settings.shutdown_grace_s
-        return sse_response(events(), grace, on_close=started.aclose, dialect=Dialect.RESPONSES)
+        return sse_response(events, grace, on_close=started.aclose, dialect=Dialect.RESPONSES)
 
     async def whole() -> None:
-        async for _ in events():
+        async for _ in events:
             pass
 
     try:
@@ -201,31 +209,28 @@ async def create_response(request: Request) -> Response:
     return JSONResponse(output.response)
 
 
-def _stored(request: Request) -> tuple[ResponseStore, str]:
+async def _stored(request: Request) -> tuple[ResponseStore, str, StoredResponse]:
     store: ResponseStore = request.app.state.responses
     response_id = request.path_params["response_id"]
-    if store.get(response_id) is None:
+    entry = await store.get(response_id)
+    if entry is None:
         raise NotFoundError(f"no stored response {response_id!r}", param="response_id")
-    return store, response_id
+    return store, response_id, entry
 
 
 async def retrieve_response(request: Request) -> JSONResponse:
-    store, response_id = _stored(request)
-    entry = store.get(response_id)
-    assert entry is not None
+    _, _, entry = await _stored(request)
     return JSONResponse(entry.response)
 
 
 async def delete_response(request: Request) -> JSONResponse:
-    store, response_id = _stored(request)
-    store.delete(response_id)
+    store, response_id, _ = await _stored(request)
+    await store.delete(response_id)
     return JSONResponse({"id": response_id, "object": "response", "deleted": True})
 
 
 async def list_input_items(request: Request) -> JSONResponse:
-    store, response_id = _stored(request)
-    entry = store.get(response_id)
-    assert entry is not None
+    _, _, entry = await _stored(request)
     # Newest first unless asked otherwise, as OpenAI lists them.
     ascending = request.query_params.get("order", "desc") == "asc"
     data = entry.input_items if ascending else entry.input_items[::-1]

@@ -17,6 +17,7 @@ Closing the connection (or the server dying) ends the engine process.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import time
 from collections.abc import Callable
@@ -149,7 +150,9 @@ def serve(
     try:
         _Stepper(pipeline, conn, admission_window_s).run()
     except (EOFError, BrokenPipeError):
-        pass  # the server went away
+        # The server is gone (killed): nobody is left to answer. Exit at once, without the
+        # pipeline's destructor, which would report the requests it still held as leaks.
+        os._exit(0)
 
 
 # OpenVINO GenAI 2026.4 with prefix caching: after a request that ends at its first token
