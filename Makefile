@@ -23,10 +23,20 @@ $(VENV)/.test-installed: pyproject.toml $(VENV)/.run-installed
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
+# LiteLLM's proxy, which the fleet tests put in front of replicas, in an environment of its
+# own: its `[proxy]` extra pins huggingface_hub below what our transformers needs.
+LITELLM_VENV := .venv-litellm
+LITELLM_PROXY := litellm[proxy]==1.108.7
+$(LITELLM_VENV)/.installed:
+	rm -rf $(LITELLM_VENV)
+	$(PYTHON) -m venv $(LITELLM_VENV)
+	$(LITELLM_VENV)/bin/python -m pip install --quiet '$(LITELLM_PROXY)'
+	touch $@
+
 run: $(VENV)/.run-installed
 	$(BIN)/ovrunner serve --preload $(ARGS)
 
-test: $(VENV)/.test-installed
+test: $(VENV)/.test-installed $(LITELLM_VENV)/.installed
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
@@ -56,4 +66,4 @@ bench: $(VENV)/.test-installed bench/.peer/llama-server $(PEER_VENV)/.installed
 	$(BIN)/python -m bench.suite $(ARGS)
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(LITELLM_VENV) build *.egg-info

@@ -22,11 +22,17 @@ class ServerProcess:
     # Every server a test session started, so the session can scan all their logs at the end.
     started: list[ServerProcess] = []
 
-    def __init__(self, store_dir: Path, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        store_dir: Path,
+        *args: str,
+        env: dict[str, str] | None = None,
+        port: int | None = None,
+    ) -> None:
         self.store_dir = store_dir
-        self.port = free_port()
+        self.port = port or free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
-        self.log_path = store_dir / f"server-{self.port}.log"
+        self.log_path = store_dir / f"server-{self.port}-{len(ServerProcess.started)}.log"
         command = [sys.executable, "-m", "ovrunner.cli", "serve", "--port", str(self.port),
                    "--store-dir", str(store_dir), *args]  # fmt: skip
         self._log = self.log_path.open("wb")

@@ -149,7 +149,7 @@ def serve(
     conn.send(Ready(defaults.eos_token_id, set(defaults.stop_token_ids)))
     try:
         _Stepper(pipeline, conn, admission_window_s).run()
-    except (EOFError, BrokenPipeError):
+    except (EOFError, ConnectionError):  # closed, reset or a broken pipe
         # The server is gone (killed): nobody is left to answer. Exit at once, without the
         # pipeline's destructor, which would report the requests it still held as leaks.
         os._exit(0)
