@@ -179,7 +179,8 @@ def _middleware(settings: Settings, metrics: Metrics, drain: Drain) -> list[Midd
                                 allow_methods=["*"], allow_headers=["*"]))  # fmt: skip
     api_key = settings.resolved_api_key()
     if api_key:
-        stack.append(Middleware(ApiKeyGuard, api_key=api_key))
+        stack.append(Middleware(ApiKeyGuard, api_key=api_key,
+                                metrics_open=settings.metrics_open))  # fmt: skip
     elif settings.uds is None:  # a browser cannot reach a socket file
         stack.append(Middleware(HostGuard, bind_host=settings.host,
                                 allowed_hosts=settings.allowed_hosts))  # fmt: skip

@@ -36,8 +36,8 @@ OPEN_PATHS = frozenset({"/healthz", "/livez", "/readyz", "/"})
 PAGE_PREFIX = "/ui/"
 
 
-def needs_key(path: str) -> bool:
-    return path not in OPEN_PATHS and not path.startswith(PAGE_PREFIX)
+def needs_key(path: str, open_paths: frozenset[str] = OPEN_PATHS) -> bool:
+    return path not in open_paths and not path.startswith(PAGE_PREFIX)
 
 
 def is_loopback(host: str) -> bool:
@@ -69,16 +69,20 @@ async def send_error(scope: Scope, send: Send, error: OvrunnerError) -> None:
 
 
 class ApiKeyGuard:
-    """Every route but the probes (`/healthz`, `/livez`, `/readyz`) and the page's files needs `Authorization: Bearer KEY`, or `x-api-key: KEY` as
+    """Every route but the probes (`/healthz`, `/livez`, `/readyz`), the page's files and, with
+    `metrics_open`, `/metrics` needs `Authorization: Bearer KEY`, or `x-api-key: KEY` as
     Anthropic's clients send it (compared in constant time). Without a configured key the
     guard is not installed at all."""
 
-    def __init__(self, app: ASGIApp, api_key: str) -> None:
+    def __init__(self, app: ASGIApp, api_key: str, metrics_open: bool = False) -> None:
         self.app = app
         self._expected = f"Bearer {api_key}".encode()
+        # /metrics holds counts and names only; scrapers that send no key (the Gateway API
+        # Inference Extension's endpoint picker) may be let in by the operator.
+        self._open = OPEN_PATHS | {"/metrics"} if metrics_open else OPEN_PATHS
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not needs_key(scope["path"]):
+        if scope["type"] != "http" or not needs_key(scope["path"], self._open):
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])

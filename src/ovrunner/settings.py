@@ -86,6 +86,11 @@ class Settings(BaseSettings):
     )
     api_key_file: Path | None = Field(None, description="A file holding the API key.")
     max_body_bytes: int = Field(1 << 20, ge=1024, description="Largest request body (413).")
+    metrics_open: bool = Field(
+        False,
+        description="With an API key set, serve /metrics without it (counts only, never "
+        "content), for scrapers that send no key.",
+    )
     allowed_hosts: list[str] = Field(
         default_factory=list,
         description="Host names answered besides the bind address and loopback names, while "

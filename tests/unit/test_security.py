@@ -52,6 +52,14 @@ def test_a_key_file(tmp_path: Path) -> None:
         )
 
 
+def test_metrics_open_lets_a_keyless_scraper_read_metrics_and_nothing_else(tmp_path: Path) -> None:
+    settings = Settings(store_dir=tmp_path, api_key=KEY, metrics_open=True)  # type: ignore[arg-type]
+    with TestClient(create_app(settings), base_url="http://localhost") as client:
+        assert client.get("/metrics").status_code == 200
+        assert client.get("/v1/models").status_code == 401
+        assert client.get("/engines/ps").status_code == 401
+
+
 def auth() -> dict[str, str]:
     return {"Authorization": f"Bearer {KEY}"}
 
