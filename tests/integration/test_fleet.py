@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import re
 import signal
+import socket
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +24,7 @@ from tests.support.server import ServerProcess, free_port
 
 REPLICAS = 3
 STREAMS = 60
+COOLDOWN_REQUESTS = 120
 
 
 @dataclass
@@ -231,32 +234,61 @@ def is_ready(replica: ServerProcess) -> bool:
         return False
 
 
+class SlowUpload:
+    """A request whose body trickles in (a byte every half second): in flight, so a draining
+    server stays up, refusing every other request, for as long as it lasts."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port))
+        self.sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                          b"Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n{")  # fmt: skip
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._trickle)
+        self._thread.start()
+
+    def _trickle(self) -> None:
+        while not self._done.wait(0.5):
+            self.sock.sendall(b" ")
+
+    def close(self) -> None:
+        self._done.set()
+        self._thread.join()
+        self.sock.close()
+
+
 def test_litellm_cools_down_a_replica_that_answers_503(healed: Fleet) -> None:
     """A draining replica answers 503 + Retry-After: after it, the proxy rests it."""
     workdir = healed.stores[0] / "litellm-cooldown"
     workdir.mkdir(exist_ok=True)
-    proxy = litellm_proxy(workdir, healed.urls(), "tiny")
+    # Random picks: least-busy prefers whichever idle replica it lists first, so it might
+    # never try the draining one within the test.
+    proxy = litellm_proxy(workdir, healed.urls(), "tiny", routing_strategy="simple-shuffle")
     draining = healed.replicas[2]
-    # A long stream keeps the replica alive, draining, for the whole test.
-    hold = threading.Thread(target=stream_chat, args=(
-        openai.OpenAI(base_url=f"{draining.base_url}/v1", api_key="x", max_retries=0),
-        "a very long story", 2000))  # fmt: skip
+    upload = SlowUpload(draining.port)
     try:
-        hold.start()
-        deadline = time.monotonic() + 30
-        while running(draining) == 0 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        time.sleep(0.5)  # the upload's headers are in: it is in flight
         draining.process.send_signal(signal.SIGTERM)
-        client = openai.OpenAI(base_url=f"{proxy.base_url}/v1", api_key=LITELLM_KEY, max_retries=0,
-                               timeout=60)  # fmt: skip
-        for _ in range(20):
+        client = openai.OpenAI(base_url=f"{proxy.base_url}/v1", api_key=LITELLM_KEY,
+                               max_retries=0, timeout=60)  # fmt: skip
+
+        def ask(_: int) -> str | None:
             answer = client.chat.completions.create(
                 model="tiny", messages=[{"role": "user", "content": "hi"}], max_tokens=4
             )
-            assert answer.choices[0].finish_reason in ("stop", "length")
-        refused = replica_log_statuses(draining, "POST /v1/chat/completions")
-        assert refused.count(503) <= 2, refused  # rested after the first, not hammered
+            return answer.choices[0].finish_reason
+
+        def refused() -> int:
+            return replica_log_statuses(draining, "POST /v1/chat/completions").count(503)
+
+        # Eight at a time. Picked at random, the draining replica would get a third of them
+        # (and of their retries); cooled down after its refusals, it gets a few.
+        with ThreadPoolExecutor(8) as pool:
+            finishes = list(pool.map(ask, range(COOLDOWN_REQUESTS)))
+        assert all(f in ("stop", "length") for f in finishes)
+        assert draining.process.poll() is None, "the replica left before the test ended"
+        print(f"the draining replica refused {refused()} of {COOLDOWN_REQUESTS}")
+        assert 1 <= refused() <= COOLDOWN_REQUESTS // 6, "hammered, not rested"
     finally:
         proxy.stop()
-        draining.process.send_signal(signal.SIGKILL)
-        hold.join(30)
+        upload.close()
+        draining.process.wait(30)

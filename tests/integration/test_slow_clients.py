@@ -4,6 +4,7 @@ header and then nothing, beside a real chat; and a cap on open connections."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -112,3 +113,16 @@ def test_connections_beyond_the_cap_are_closed_at_once(
                 time.sleep(0.05)
     finally:
         server.stop()
+
+
+def test_a_client_gone_mid_body_is_a_499_not_a_server_error(guarded: ServerProcess) -> None:
+    with socket.create_connection(("127.0.0.1", guarded.port)) as sock:
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"model\"")  # fmt: skip
+        time.sleep(0.3)  # the request is in the app, reading its body
+    deadline = time.monotonic() + 10
+    while "POST /v1/chat/completions 499" not in guarded.log():
+        assert time.monotonic() < deadline, guarded.log()[-2000:]
+        time.sleep(0.1)
+    assert "Traceback" not in guarded.log()
+    assert httpx.get(f"{guarded.base_url}/healthz", timeout=5).status_code == 200

@@ -11,6 +11,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -67,9 +68,11 @@ class Gateway:
                 self.process.wait()
 
 
-def litellm_proxy(workdir: Path, replicas: list[str], model: str) -> Gateway:
-    """LiteLLM's proxy on the router settings of `deploy/litellm/config.yaml`, with one
-    deployment per replica URL under the model name `model`."""
+def litellm_proxy(
+    workdir: Path, replicas: list[str], model: str, **router_overrides: Any
+) -> Gateway:
+    """LiteLLM's proxy on the router settings of `deploy/litellm/config.yaml` (but for
+    `router_overrides`), with one deployment per replica URL under the model name `model`."""
     litellm = LITELLM_VENV / "bin" / "litellm"
     if not litellm.exists():
         message = "LiteLLM's proxy is installed by `make test` into .venv-litellm"
@@ -80,7 +83,8 @@ def litellm_proxy(workdir: Path, replicas: list[str], model: str) -> Gateway:
     deployments = [{"model_name": model,
                     "litellm_params": {"model": f"openai/{model}", "api_base": f"{url}/v1",
                                        "api_key": "unused"}} for url in replicas]  # fmt: skip
-    config = {**shipped, "model_list": deployments}
+    router = {**shipped["router_settings"], **router_overrides}
+    config = {**shipped, "model_list": deployments, "router_settings": router}
     (workdir / "litellm.yaml").write_text(yaml.safe_dump(config))
     env = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR",
            "NO_DOCS": "True", "DISABLE_ADMIN_UI": "True",

@@ -8,9 +8,14 @@ import re
 from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
-from ovrunner.errors import InvalidRequestError, InvalidValueError, UnsupportedMediaTypeError
+from ovrunner.errors import (
+    ClientDisconnectedError,
+    InvalidRequestError,
+    InvalidValueError,
+    UnsupportedMediaTypeError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +35,11 @@ async def parse_body(request: Request, model: type[M]) -> M:
             f"the request body must be sent as Content-Type: application/json, not "
             f"{media_type[:80] or 'none'!r}"
         )
-    raw = await request.body()
+    try:
+        raw = await request.body()
+    except ClientDisconnect:
+        # Gone before its body was whole (a 499 in the access log, not a server error).
+        raise ClientDisconnectedError("the client closed the connection mid-body") from None
     try:
         data = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
