@@ -155,3 +155,21 @@ def test_a_database_that_cannot_be_reached_is_a_503_naming_it_without_its_passwo
         await store.close()
 
     run(scenario())
+
+
+def test_the_postgresql_store_reconnects_after_the_server_restarts(
+    postgres: PostgresCluster, tmp_path: Path
+) -> None:
+    url = postgres.create_database("restarted")
+
+    async def scenario() -> None:
+        store = open_response_store(url, tmp_path, bounds())
+        await store.put(response("before"), [])
+        await asyncio.to_thread(postgres.restart)  # every pooled connection is dropped
+        kept = await store.get("before")
+        assert kept is not None and kept.response == response("before")
+        await store.put(response("after"), [])
+        assert await store.get("after") is not None
+        await store.close()
+
+    run(scenario())
