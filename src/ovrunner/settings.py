@@ -199,8 +199,8 @@ class Settings(BaseSettings):
     weight_format: Literal["auto", "int4", "int8", "f16"] = Field(
         "auto",
         description="What a GGUF's weights become at import or pull (docs/models.md); `auto`: "
-        "at least the bits each tensor had (4-bit ones int4, the others int8), and on the "
-        "`openvino-npu` engine symmetric channel-wise int4, as the NPU wants.",
+        "symmetric int8 per channel (never fewer bits than the GGUF's 5-, 6- and 8-bit tensors "
+        "had), and on the `openvino-npu` engine symmetric channel-wise int4, as the NPU wants.",
     )
     hf_endpoint: str | None = Field(
         None, description="Hugging Face Hub endpoint for pulls (a mirror); the hub if unset."

@@ -93,7 +93,7 @@ def test_every_weight_type_converts_to_an_ir_that_generates(
     manifest = store.manifest("tiny")
     assert (manifest.source_format, manifest.weight_format) == ("gguf", "auto")
     assert manifest.context_window == context(model)
-    assert weight_types(model.path) == {"u8"}  # int8 per channel: `auto` on the CPU
+    assert weight_types(model.path) == {"i8"}  # symmetric int8 per channel: `auto` on the CPU
     assert model_files.has_tokenizer_ir(model.path)
     assert len(generate(model.path)) > 0
     stages = [s.stage for s in statuses]

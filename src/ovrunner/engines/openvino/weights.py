@@ -2,9 +2,12 @@
 
 `auto` never squeezes a quantized GGUF below the 8 bits its Q8_0/Q6_K/Q5 tensors need, and was
 chosen by measuring speed and quality on the published Qwen GGUFs (docs/models.md): on the
-CPU it is int8 per channel for every weight, which came out within 0.2% of the original's
-perplexity and faster than every int4 layout tried (a 4-bit GGUF re-quantized to int4 loses 8-10% of perplexity,
-since its weights were rounded twice, and OpenVINO's int4 kernels decoded slower here). The NPU
+CPU it is symmetric int8 per channel for every weight, within 0.4% of the original's
+perplexity. Symmetric because a zero point costs the CPU kernel one more operation per weight
+it decompresses: one decode step of the 0.5B took 10% less time than with asymmetric int8
+(bench.fc_kernels, bench.real_models). Every int4 layout tried lost 7-10% of perplexity (a
+4-bit GGUF re-quantized to int4 is rounded twice) and decoded no faster, since without VNNI
+the CPU's int4 decompression, not memory, sets the pace. The NPU
 plugin wants symmetric, channel-wise int4 for LLM weights, so `auto` on the `openvino-npu`
 engine means that. `int4` is there for a machine short of memory: asymmetric, in groups.
 """
@@ -41,7 +44,7 @@ def compress(model: Any, weight_format: WeightFormat, engine: str) -> Any:
     import nncf
 
     if weight_format is WeightFormat.INT8:
-        return nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_ASYM)
+        return nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_SYM)
     if weight_format is WeightFormat.INT4:
         npu = engine == "openvino-npu"
         return nncf.compress_weights(
