@@ -8,6 +8,10 @@ rows (streams), reporting milliseconds a call, the weight bytes read per second 
 multiply-adds per second. Far more weight than the L3 cache holds, as in a real model.
 
     python -m bench.fc_kernels [--layouts int8_asym int8_sym int4_sym_g128 ...] [--rows 1 8 16]
+                               [--config DYNAMIC_QUANTIZATION_GROUP_SIZE=0 ...]
+
+`--config` sets a CPU plugin property (default: f32 inference, everything else the plugin's
+own choice), to compare e.g. dynamic activation quantization on and off on one CPU.
 """
 
 from __future__ import annotations
@@ -92,9 +96,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", nargs="+", type=int, default=[1, 8, 16])
     parser.add_argument("--parts", nargs="+", default=["mlp", "head"], choices=["mlp", "head"])
     parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--config", nargs="+", default=[], metavar="KEY=VALUE")
     args = parser.parse_args(argv)
+    config = {"INFERENCE_PRECISION_HINT": "f32", **dict(c.split("=", 1) for c in args.config)}
     core = ov.Core()
-    print(f"openvino {ov.__version__}, nncf {nncf.__version__}")
+    print(f"openvino {ov.__version__}, nncf {nncf.__version__}, {config}")
     print(f"{'part':5s} {'layout':18s} {'MB':>7s} " + " ".join(
         f"{'M=' + str(m) + ' ms':>9s} {'GB/s':>6s} {'GFMA/s':>7s}" for m in args.rows))  # fmt: skip
     for part in args.parts:
@@ -108,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
                     options.update(all_layers=True, ratio=1.0)
                 model = nncf.compress_weights(model, **options)
             size = weight_bytes(model)
-            compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+            compiled = core.compile_model(model, "CPU", config)
             cells = []
             for rows in args.rows:
                 call = time_calls(compiled, rows, args.seconds)
