@@ -199,8 +199,9 @@ class Settings(BaseSettings):
     weight_format: Literal["auto", "int4", "int8", "f16"] = Field(
         "auto",
         description="What a GGUF's weights become at import or pull (docs/models.md); `auto`: "
-        "symmetric int8 per channel (never fewer bits than the GGUF's 5-, 6- and 8-bit tensors "
-        "had), and on the `openvino-npu` engine symmetric channel-wise int4, as the NPU wants.",
+        "each tensor in the GGUF's bits (its 4-bit tensors int4 in groups of 32, every other "
+        "symmetric int8 per channel), and on the `openvino-npu` engine symmetric channel-wise "
+        "int4, as the NPU wants.",
     )
     hf_endpoint: str | None = Field(
         None, description="Hugging Face Hub endpoint for pulls (a mirror); the hub if unset."

@@ -36,8 +36,10 @@ def context(model) -> int:  # type: ignore[no-untyped-def]
 
 
 def rewrite(source: Path, target: Path, qtype: gguf.GGMLQuantizationType,
-            arch: str | None = None) -> Path:  # fmt: skip
-    """`source` with every matrix stored as `qtype` (and its architecture renamed)."""
+            arch: str | None = None,
+            ffn_qtype: gguf.GGMLQuantizationType | None = None) -> Path:  # fmt: skip
+    """`source` with every matrix stored as `qtype` (the MLP's as `ffn_qtype` if given, and
+    its architecture renamed)."""
     reader = gguf.GGUFReader(source)
     architecture = arch or str(reader.fields["general.architecture"].contents())
     writer = gguf.GGUFWriter(target, architecture)
@@ -49,9 +51,10 @@ def rewrite(source: Path, target: Path, qtype: gguf.GGMLQuantizationType,
         writer.add_key_value(key, field.contents(), field.types[0], sub_type=sub)
     for tensor in reader.tensors:
         values = gguf.quants.dequantize(tensor.data, tensor.tensor_type)
-        if values.ndim == 2 and qtype != gguf.GGMLQuantizationType.F16:
-            packed = gguf.quants.quantize(values.astype(np.float32), qtype)
-            writer.add_tensor(tensor.name, packed, raw_dtype=qtype)
+        matrix_type = ffn_qtype if ffn_qtype and ".ffn_" in tensor.name else qtype
+        if values.ndim == 2 and matrix_type != gguf.GGMLQuantizationType.F16:
+            packed = gguf.quants.quantize(values.astype(np.float32), matrix_type)
+            writer.add_tensor(tensor.name, packed, raw_dtype=matrix_type)
         else:
             writer.add_tensor(tensor.name, values)
     writer.write_header_to_file()
@@ -67,12 +70,13 @@ def add(store: ModelStore, path: Path, name: str = "tiny", **options: object):  
     return conversion.add_model(store, path, name, **settings)  # type: ignore[arg-type]
 
 
-def weight_types(ir_dir: Path) -> set[str]:
-    """Element types of the weight matrices (not their scales, one per row or group)."""
+def weight_types(ir_dir: Path, named: str = "") -> set[str]:
+    """Element types of the weight matrices (not their scales, one per row or group), of
+    those whose name holds `named` if given."""
     model = openvino.Core().read_model(ir_dir / "openvino_model.xml")
     return {op.get_output_element_type(0).get_type_name() for op in model.get_ops()
             if op.get_type_name() == "Constant" and len(shape := op.get_output_shape(0)) >= 2
-            and shape[-1] > 1 and shape[0] > 1}  # fmt: skip
+            and shape[-1] > 1 and shape[0] > 1 and named in op.get_friendly_name()}  # fmt: skip
 
 
 def generate(ir_dir: Path) -> str:
@@ -93,13 +97,28 @@ def test_every_weight_type_converts_to_an_ir_that_generates(
     manifest = store.manifest("tiny")
     assert (manifest.source_format, manifest.weight_format) == ("gguf", "auto")
     assert manifest.context_window == context(model)
-    assert weight_types(model.path) == {"i8"}  # symmetric int8 per channel: `auto` on the CPU
+    # `auto` on the CPU keeps the source's bits: 4-bit blocks become int4 groups (unsigned,
+    # with a zero point), 5 bits and more symmetric int8 per channel.
+    assert weight_types(model.path) == ({"u4"} if qtype in ("Q4_0", "Q4_1") else {"i8"})
     assert model_files.has_tokenizer_ir(model.path)
     assert len(generate(model.path)) > 0
     stages = [s.stage for s in statuses]
     assert stages[0] == "dequantize" and stages[-1] == "done"
     assert {"build", "compress", "save"} <= set(stages)
     assert [p.name for p in store.models_dir.iterdir()] == ["tiny"]  # no staging left
+
+
+def test_auto_keeps_each_tensors_bits_and_an_explicit_format_is_every_weights(
+    tmp_path: Path, tiny_gguf: Path
+) -> None:
+    source = rewrite(tiny_gguf, tmp_path / "mixed.gguf", gguf.GGMLQuantizationType.Q8_0,
+                     ffn_qtype=gguf.GGMLQuantizationType.Q4_0)  # fmt: skip
+    auto = add(ModelStore(tmp_path / "auto"), source)
+    assert weight_types(auto.path, ".mlp.") == {"u4"}
+    assert weight_types(auto.path, ".self_attn.") == {"i8"}
+    assert len(generate(auto.path)) > 0
+    int8 = add(ModelStore(tmp_path / "int8"), source, weight_format="int8")
+    assert weight_types(int8.path) == {"i8"}
 
 
 @pytest.mark.parametrize(("weight_format", "types"), [("int4", {"u4"}), ("f16", {"f16"})])

@@ -32,6 +32,11 @@ from ovrunner.errors import UnsupportedModelError
 
 # What OpenVINO GenAI's GGUF reader builds a graph for (2026.4).
 SUPPORTED_ARCHITECTURES = ("llama", "qwen2", "qwen3")
+# GGUF tensor names (llama.cpp's) -> the names OpenVINO GenAI's reader gives the weights.
+IR_NAMES = {"token_embd": "model.embed_tokens", "output": "lm_head"}
+IR_LAYER_NAMES = {"attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj",
+                  "attn_v": "self_attn.v_proj", "attn_output": "self_attn.o_proj",
+                  "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj", "ffn_down": "mlp.down_proj"}  # fmt: skip
 # Peak memory of a conversion per parameter: the F16 copy, the graph the reader builds and
 # NNCF's work on it (measured: 4.9 GB for the 0.5B Qwen, 494M parameters).
 BYTES_PER_PARAMETER = 10
@@ -111,6 +116,24 @@ def _file_type_name(value: int) -> str:
         return str(value)
 
 
+def source_bits(path: Path) -> dict[str, float]:
+    """Bits a weight (scales included) of each matrix of the GGUF, by its name in the IR."""
+    import gguf
+
+    bits = {}
+    for tensor in gguf.GGUFReader(path).tensors:
+        parts = tensor.name.split(".")  # blk.N.attn_q.weight, or output.weight
+        if parts[0] == "blk" and len(parts) == 4 and parts[2] in IR_LAYER_NAMES:
+            name = f"model.layers[{parts[1]}].{IR_LAYER_NAMES[parts[2]]}.weight"
+        elif len(parts) == 2 and parts[0] in IR_NAMES:
+            name = f"{IR_NAMES[parts[0]]}.weight"
+        else:
+            continue
+        block, size = gguf.GGML_QUANT_SIZES[tensor.tensor_type]
+        bits[name] = size * 8 / block
+    return bits
+
+
 class Progress:
     """One JSON line per step on stdout, read by `conversion.py`."""
 
@@ -180,7 +203,9 @@ def convert(source: Path, target: Path, weight_format: WeightFormat, engine: str
         model = openvino.Core().read_model(work / "openvino_model.xml")
         weights = resolve(weight_format, engine)
         progress("compress", weights=weights.value)
-        model = compress(model, weights, engine)
+        # `auto` keeps each tensor's bits (weights.py); an explicit format is every weight's.
+        bits = source_bits(source) if weight_format is WeightFormat.AUTO else None
+        model = compress(model, weights, engine, bits)
         target.mkdir()
         progress("save")
         openvino.save_model(model, target / "openvino_model.xml",

@@ -1,15 +1,15 @@
 """The weight formats of a converted model, and NNCF's compression into them.
 
-`auto` never squeezes a quantized GGUF below the 8 bits its Q8_0/Q6_K/Q5 tensors need, and was
-chosen by measuring speed and quality on the published Qwen GGUFs (docs/models.md): on the
-CPU it is symmetric int8 per channel for every weight, within 0.4% of the original's
-perplexity. Symmetric because a zero point costs the CPU kernel one more operation per weight
-it decompresses: one decode step of the 0.5B took 10% less time than with asymmetric int8
-(bench.fc_kernels, bench.real_models). Every int4 layout tried lost 7-10% of perplexity (a
-4-bit GGUF re-quantized to int4 is rounded twice) and decoded no faster, since without VNNI
-the CPU's int4 decompression, not memory, sets the pace. The NPU
-plugin wants symmetric, channel-wise int4 for LLM weights, so `auto` on the `openvino-npu`
-engine means that. `int4` is there for a machine short of memory: asymmetric, in groups.
+`auto` keeps each weight in as many bits as the GGUF stored it, tensor by tensor, and was
+chosen by measuring speed and quality on the published Qwen GGUFs (docs/models.md): a tensor
+of 5 bits a weight or more (Q5_0, Q5_K, Q6_K, Q8_0, F16) becomes symmetric int8 per channel; a
+4-bit one (Q4_0, Q4_1, Q4_K, and the 2- and 3-bit types) becomes int4 in asymmetric groups of
+32, the block of the 4-bit GGUF types, so it is not rounded twice. Re-quantizing 5-bit weights
+to int4 lost 7-10% of perplexity; int8 everywhere is within 0.4% of the original, and where
+the CPU has VNNI, int4 decodes a third faster than int8 (the 1.5B, mostly Q4_K). Symmetric
+int8 because a zero point costs the CPU kernel one more operation per weight it decompresses.
+The NPU plugin wants symmetric, channel-wise int4 for LLM weights, so `auto` on the
+`openvino-npu` engine means that. `int4` is every weight in int4 (a machine short of memory).
 """
 
 from __future__ import annotations
@@ -25,6 +25,10 @@ class WeightFormat(StrEnum):
     F16 = "f16"
 
 
+# A GGUF tensor stored in at most this many bits a weight (its scales included) is int4 under
+# `auto`: Q4_0 and Q4_K are 4.5, Q4_1 5.0; Q5_0 and Q5_K are 5.5.
+INT4_SOURCE_BITS = 5.0
+
 # int4 groups of 32 weights with their own scale and zero point: the block layout of the
 # 4-bit GGUF types (Q4_0, Q4_1, Q4_K's sub-blocks), and measured closer to them than larger
 # groups (docs/models.md).
@@ -32,18 +36,32 @@ INT4_GROUP = 32
 
 
 def resolve(weight_format: WeightFormat, engine: str) -> WeightFormat:
-    """What `auto` means on `engine`: int8 on the CPU engine, int4 for the NPU."""
+    """What `auto` means on `engine`: int8 on the CPU engine (the source's 4-bit tensors kept
+    in int4 by `compress`), int4 for the NPU."""
     if weight_format is not WeightFormat.AUTO:
         return weight_format
     return WeightFormat.INT4 if engine == "openvino-npu" else WeightFormat.INT8
 
 
-def compress(model: Any, weight_format: WeightFormat, engine: str) -> Any:
+def compress(
+    model: Any,
+    weight_format: WeightFormat,
+    engine: str,
+    source_bits: dict[str, float] | None = None,
+) -> Any:
     """Every weight of `model` in `weight_format` (resolved), with NNCF, data-free; f16 is
-    left to the IR's own saving."""
+    left to the IR's own saving. `source_bits` (weight constant name -> bits a weight in the
+    source) makes int8 keep the source's 4-bit tensors in int4 (`auto` on the CPU)."""
     import nncf
 
     if weight_format is WeightFormat.INT8:
+        four_bit = {name for name, bits in (source_bits or {}).items() if bits <= INT4_SOURCE_BITS}
+        if four_bit:
+            model = nncf.compress_weights(
+                model, mode=nncf.CompressWeightsMode.INT4_ASYM, group_size=INT4_GROUP, ratio=1.0,
+                all_layers=True, ignored_scope=nncf.IgnoredScope(names=_ops_not_reading(model, four_bit)),
+            )  # fmt: skip
+        # Already compressed weights are left as they are.
         return nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_SYM)
     if weight_format is WeightFormat.INT4:
         npu = engine == "openvino-npu"
@@ -55,3 +73,17 @@ def compress(model: Any, weight_format: WeightFormat, engine: str) -> Any:
             all_layers=True,  # embeddings and the output head too
         )
     return model
+
+
+def _ops_not_reading(model: Any, constants: set[str]) -> list[str]:
+    """Names of the matmuls and gathers of `model` whose weight is none of `constants`."""
+    names = []
+    for op in model.get_ordered_ops():
+        if op.get_type_name() not in ("MatMul", "Gather"):
+            continue
+        source = op.input_value(0 if op.get_type_name() == "Gather" else 1).get_node()
+        while source.get_type_name() == "Convert":  # f16 weights are read through a Convert
+            source = source.input_value(0).get_node()
+        if source.get_friendly_name() not in constants:
+            names.append(op.get_friendly_name())
+    return names
