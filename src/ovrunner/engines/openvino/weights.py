@@ -4,10 +4,11 @@
 chosen by measuring speed and quality on the published Qwen GGUFs (docs/models.md): a tensor
 of 5 bits a weight or more (Q5_0, Q5_K, Q6_K, Q8_0, F16) becomes symmetric int8 per channel; a
 4-bit one (Q4_0, Q4_1, Q4_K, and the 2- and 3-bit types) becomes int4 in asymmetric groups of
-32, the block of the 4-bit GGUF types, so it is not rounded twice. Re-quantizing 5-bit weights
-to int4 lost 7-10% of perplexity; int8 everywhere is within 0.4% of the original, and where
-the CPU has VNNI, int4 decodes a third faster than int8 (the 1.5B, mostly Q4_K). Symmetric
-int8 because a zero point costs the CPU kernel one more operation per weight it decompresses.
+32, the block of the 4-bit GGUF types. That re-quantization is not exact (an int4 zero point is
+an integer, a Q4_K block's offset is not): +2.5% perplexity on the mostly-Q4_K 1.5B, against
+7-10% when 5-bit weights are squeezed to int4 too, and -0.1% to +0.5% with int8 everywhere;
+where the CPU has VNNI, the 1.5B's decode step is 1.2x faster than in int8. Symmetric int8
+because a zero point costs the CPU kernel one more operation per weight it decompresses.
 The NPU plugin wants symmetric, channel-wise int4 for LLM weights, so `auto` on the
 `openvino-npu` engine means that. `int4` is every weight in int4 (a machine short of memory).
 """
