@@ -16,8 +16,10 @@ from ovrunner.engines.base import EngineTuning, ModelRef
 # prompt. 8 and 4 were the fastest of (3, 2), (5, 3), (8, 4), (10, 5) on a summary job.
 LOOKUP_ASSISTANT_TOKENS = 8
 LOOKUP_MAX_NGRAM = 4
-# A draft model's candidates per step: OpenVINO GenAI's own default.
-DRAFT_ASSISTANT_TOKENS = 5
+# A draft model's candidates per step. 3, not OpenVINO GenAI's default 5: Qwen2.5-Coder-0.5B
+# drafting for the 1.5B on two cores, 3 was as fast as 5 on code and 1.2x faster on prose,
+# where fewer candidates are accepted and each rejected one cost a draft step (docs/benchmarks.md).
+DRAFT_ASSISTANT_TOKENS = 3
 
 
 @dataclass(frozen=True)
