@@ -113,7 +113,10 @@ def test_auto_keeps_each_tensors_bits_and_an_explicit_format_is_every_weights(
 ) -> None:
     source = rewrite(tiny_gguf, tmp_path / "mixed.gguf", gguf.GGMLQuantizationType.Q8_0,
                      ffn_qtype=gguf.GGMLQuantizationType.Q4_0)  # fmt: skip
-    auto = add(ModelStore(tmp_path / "auto"), source)
+    statuses: list[conversion.ConversionStatus] = []
+    auto = add(ModelStore(tmp_path / "auto"), source, on_progress=statuses.append)
+    compressing = next(s for s in statuses if s.stage == "compress")
+    assert "int4 and int8" in compressing.describe()  # the progress says what it makes
     assert weight_types(auto.path, ".mlp.") == {"u4"}
     assert weight_types(auto.path, ".self_attn.") == {"i8"}
     assert len(generate(auto.path)) > 0

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ovrunner.engines.openvino.weights import WeightFormat, compress, resolve
+from ovrunner.engines.openvino.weights import WeightFormat, compress, describe, resolve
 from ovrunner.errors import UnsupportedModelError
 
 # What OpenVINO GenAI's GGUF reader builds a graph for (2026.4).
@@ -202,9 +202,9 @@ def convert(source: Path, target: Path, weight_format: WeightFormat, engine: str
         f16.unlink()
         model = openvino.Core().read_model(work / "openvino_model.xml")
         weights = resolve(weight_format, engine)
-        progress("compress", weights=weights.value)
         # `auto` keeps each tensor's bits (weights.py); an explicit format is every weight's.
         bits = source_bits(source) if weight_format is WeightFormat.AUTO else None
+        progress("compress", weights=describe(weights, bits))
         model = compress(model, weights, engine, bits)
         target.mkdir()
         progress("save")
@@ -216,7 +216,7 @@ def convert(source: Path, target: Path, weight_format: WeightFormat, engine: str
         _write_configs(source, target, summary)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    progress("done", weights=weights.value)
+    progress("done", weights=describe(weights, bits))
 
 
 def _write_configs(source: Path, target: Path, summary: GgufSummary) -> None:

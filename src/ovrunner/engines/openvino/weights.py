@@ -56,8 +56,7 @@ def compress(
     import nncf
 
     if weight_format is WeightFormat.INT8:
-        four_bit = {name for name, bits in (source_bits or {}).items() if bits <= INT4_SOURCE_BITS}
-        if four_bit:
+        if four_bit := _four_bit(source_bits):
             model = nncf.compress_weights(
                 model, mode=nncf.CompressWeightsMode.INT4_ASYM, group_size=INT4_GROUP, ratio=1.0,
                 all_layers=True, ignored_scope=nncf.IgnoredScope(names=_ops_not_reading(model, four_bit)),
@@ -74,6 +73,17 @@ def compress(
             all_layers=True,  # embeddings and the output head too
         )
     return model
+
+
+def describe(weight_format: WeightFormat, source_bits: dict[str, float] | None = None) -> str:
+    """What `compress` makes of the weights, for the conversion's progress."""
+    if weight_format is WeightFormat.INT8 and _four_bit(source_bits):
+        return "int4 and int8, as the GGUF stored each tensor"
+    return weight_format.value
+
+
+def _four_bit(source_bits: dict[str, float] | None) -> set[str]:
+    return {name for name, bits in (source_bits or {}).items() if bits <= INT4_SOURCE_BITS}
 
 
 def _ops_not_reading(model: Any, constants: set[str]) -> list[str]:
