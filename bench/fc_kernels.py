@@ -35,6 +35,9 @@ LAYOUTS: dict[str, dict[str, Any] | None] = {
     "int4_asym_channel": {"mode": "INT4_ASYM", "group_size": -1},
     "int4_sym_g128": {"mode": "INT4_SYM", "group_size": 128},
     "int4_asym_g128": {"mode": "INT4_ASYM", "group_size": 128},
+    "int4_sym_g64": {"mode": "INT4_SYM", "group_size": 64},
+    "int4_asym_g64": {"mode": "INT4_ASYM", "group_size": 64},
+    "int4_sym_g32": {"mode": "INT4_SYM", "group_size": 32},
     "int4_asym_g32": {"mode": "INT4_ASYM", "group_size": 32},
 }
 

@@ -3,6 +3,7 @@
     python -m bench.real_models --store STORE --model ID --gguf ORIGINAL.gguf
                                 [--levels 1 8 16] [--max-tokens 128] [--rounds 2]
                                 [--draft ID --draft-gguf DRAFT.gguf]
+                                [--serve-arg=--dynamic-quantization-group-size=0 ...]
 
 At each concurrency level the same chat prompts are streamed to both servers, alternately,
 with `ignore_eos`, so every stream generates `--max-tokens`; the median round counts. With
@@ -54,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--draft", help="a stored model to draft for --model")
     parser.add_argument("--draft-gguf", type=Path, help="the draft's original GGUF")
     parser.add_argument("--llama-server", type=Path, default=LLAMA_SERVER)
+    parser.add_argument("--serve-arg", action="append", default=[], dest="serve_args",
+                        metavar="ARG", help="one more argument for `ovrunner serve`, as "
+                        "--serve-arg=--flag=VALUE; repeat for more")  # fmt: skip
     args = parser.parse_args(argv)
     RESULTS.mkdir(parents=True, exist_ok=True)
     tokenizer = openvino_genai.Tokenizer(str(args.store / "models" / args.model / "model"))
@@ -64,7 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict[str, object]] = []
     memory: dict[str, float] = {}
     top = max(args.levels)
-    server = ServerProcess(args.store, "--model", args.model, "--preload").wait_ready(600)
+    server = ServerProcess(
+        args.store, "--model", args.model, "--preload", *args.serve_args
+    ).wait_ready(600)
     rival = PeerServer(None, RESULTS / "llama-server.log",
                        make=lambda port: llama_server(args.llama_server, args.gguf, port, top))  # fmt: skip
     try:
@@ -80,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         rival.stop()
     if args.draft:
         rows += draft_rows(args, count_tokens)
-    report = {"model": args.model, "gguf": args.gguf.name, "max_tokens": args.max_tokens,
+    report = {"model": args.model, "gguf": args.gguf.name, "serve_args": args.serve_args,
+              "max_tokens": args.max_tokens,
               "rounds": args.rounds, "rows": rows, "memory": memory}  # fmt: skip
     (RESULTS / "real_models.json").write_text(json.dumps(report, indent=2))
     print(table(report))
@@ -93,7 +100,9 @@ def draft_rows(args: argparse.Namespace, count_tokens) -> list[dict[str, object]
     run_cli("models", "create", assisted, "--from", args.model, "--draft-model", args.draft,
             "--store-dir", str(args.store))  # fmt: skip
     rows = []
-    server = ServerProcess(args.store, "--model", assisted, "--preload").wait_ready(600)
+    server = ServerProcess(
+        args.store, "--model", assisted, "--preload", *args.serve_args
+    ).wait_ready(600)
     try:
         row = measure("ovrunner+draft", server.base_url, assisted, 1, args, count_tokens)
         rows.append(row)

@@ -89,6 +89,7 @@ def load_config(settings: Settings) -> LoadConfig:
         tuning=EngineTuning(
             inference_precision=settings.inference_precision,
             kv_cache_precision=settings.kv_cache_precision,
+            dynamic_quantization_group_size=settings.dynamic_quantization_group_size,
             threads=settings.engine_threads,
             max_batched_tokens=settings.max_batched_tokens,
             admission_window_ms=settings.admission_window_ms,

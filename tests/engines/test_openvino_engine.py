@@ -246,6 +246,30 @@ def test_a_damaged_tokenizer_ir_is_built_again(tiny_model: ModelRef, tmp_path: P
     assert "broken" not in (tmp_path / model_files.TOKENIZER_XML).read_text()
 
 
+def test_dynamic_quantization_off_reaches_the_pipeline(
+    tiny_model: ModelRef, tmp_path: Path
+) -> None:
+    """`dynamic_quantization_group_size = 0` is passed to the engine's pipeline, which accepts
+    it (the CPU plugin refuses a property it does not know): its greedy text is that of
+    OpenVINO GenAI's own pipeline compiled with the same properties (activation quantization
+    moves the numbers a little, so the reference must be compiled alike)."""
+    copy = tmp_path / "m.gguf"
+    copy.write_bytes(tiny_model.path.read_bytes())
+    model = ModelRef("m", copy, ModelFormat.GGUF, "openvino")
+    tuning = EngineTuning(dynamic_quantization_group_size=0)
+    runner = OpenVINOEngine().load(model, LoadConfig(tuning=tuning))
+    assert isinstance(runner, OpenVINORunner)
+    request = raw("once upon a time", SamplingParams(max_tokens=40, temperature=0, ignore_eos=True))
+    try:
+        text = "".join(d.text for d in asyncio.run(collect(runner, request)))
+        genai = pytest.importorskip("openvino_genai")
+        pipe = genai.LLMPipeline(str(runner.model_path), "CPU", **device_properties(tuning, "CPU"))
+    finally:
+        runner.close()
+    config = genai.GenerationConfig(max_new_tokens=40, ignore_eos=True, apply_chat_template=False)
+    assert text == str(pipe.generate("once upon a time", config))
+
+
 def test_an_admission_window_starts_a_burst_in_one_step(
     tiny_model: ModelRef, tmp_path: Path
 ) -> None:

@@ -68,3 +68,19 @@ def test_every_setting_is_a_flag_of_every_command() -> None:
     for name, field in Settings.model_fields.items():
         assert "--" + name.replace("_", "-") in usage, name
         assert field.description, name
+
+
+def test_dynamic_quantization_reaches_the_engine_as_the_plugin_property() -> None:
+    """Unset leaves the plugin its default; 0 turns it off; a size the plugin would ignore
+    (not a multiple of 16) is refused rather than silently doing nothing."""
+    from ovrunner.app import load_config
+    from ovrunner.engines.openvino.tuning import device_properties
+
+    def properties(**settings: object) -> dict[str, object]:
+        return device_properties(load_config(load_settings(None, **settings)).tuning, "CPU")
+
+    assert "DYNAMIC_QUANTIZATION_GROUP_SIZE" not in properties()
+    assert properties(dynamic_quantization_group_size=0)["DYNAMIC_QUANTIZATION_GROUP_SIZE"] == 0
+    assert properties(dynamic_quantization_group_size=64)["DYNAMIC_QUANTIZATION_GROUP_SIZE"] == 64
+    with pytest.raises(ValueError, match="dynamic_quantization_group_size"):
+        load_settings(None, dynamic_quantization_group_size=17)

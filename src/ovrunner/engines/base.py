@@ -246,6 +246,8 @@ class EngineTuning:
 
     inference_precision: str = "auto"
     kv_cache_precision: str = "auto"
+    # Activation quantization for compressed weights: None the plugin's choice, 0 off.
+    dynamic_quantization_group_size: int | None = None
     threads: int = 0  # 0: the device plugin's choice (every core)
     max_batched_tokens: int | None = None  # tokens one step may process; None: the engine's
     # How long an idle engine woken by a request waits for more before its first step.

@@ -58,6 +58,8 @@ def device_properties(tuning: EngineTuning, device: str) -> dict[str, Any]:
         properties["INFERENCE_PRECISION_HINT"] = precision
     if tuning.kv_cache_precision != "auto":
         properties["KV_CACHE_PRECISION"] = tuning.kv_cache_precision
+    if tuning.dynamic_quantization_group_size is not None:
+        properties["DYNAMIC_QUANTIZATION_GROUP_SIZE"] = tuning.dynamic_quantization_group_size
     if tuning.threads:
         properties["INFERENCE_NUM_THREADS"] = tuning.threads
     return properties
