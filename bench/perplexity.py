@@ -7,6 +7,7 @@ window evaluated from a fresh state, and only the second half of each window sco
 scored token has at least ctx/2 tokens of context), so the two numbers are comparable.
 
     python -m bench.perplexity IR_DIR [IR_DIR ...] [--gguf ORIGINAL.gguf] [--ctx 512]
+                               [--config DYNAMIC_QUANTIZATION_GROUP_SIZE=128 ...]
                                [--llama-perplexity bench/.peer/llama-perplexity]
 
 IR_DIR is a directory with `openvino_model.xml` and its tokenizer IR: a stored model's
@@ -30,7 +31,9 @@ TEXT = Path(__file__).parent / "data" / "perplexity.txt"
 LLAMA_PERPLEXITY = Path("bench/.peer/llama-perplexity")
 
 
-def openvino_perplexity(ir_dir: Path, text: str, ctx: int, precision: str) -> dict[str, float]:
+def openvino_perplexity(
+    ir_dir: Path, text: str, ctx: int, properties: dict[str, str]
+) -> dict[str, float]:
     import openvino
     import openvino_genai
 
@@ -39,10 +42,7 @@ def openvino_perplexity(ir_dir: Path, text: str, ctx: int, precision: str) -> di
         .input_ids.data[0]
     )  # fmt: skip
     core = openvino.Core()
-    compiled = core.compile_model(
-        core.read_model(ir_dir / "openvino_model.xml"), "CPU",
-        {"INFERENCE_PRECISION_HINT": precision},
-    )  # fmt: skip
+    compiled = core.compile_model(core.read_model(ir_dir / "openvino_model.xml"), "CPU", properties)
     request = compiled.create_infer_request()
     chunks = len(tokens) // ctx
     first = ctx // 2
@@ -87,15 +87,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gguf", type=Path, help="the original GGUF, scored by llama.cpp")
     parser.add_argument("--ctx", type=int, default=512)
     parser.add_argument("--precision", default="f32", help="OpenVINO's inference precision")
+    parser.add_argument("--config", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="more CPU plugin properties, e.g. DYNAMIC_QUANTIZATION_GROUP_SIZE=128")  # fmt: skip
     parser.add_argument("--llama-perplexity", type=Path, default=LLAMA_PERPLEXITY)
     args = parser.parse_args(argv)
+    properties = {"INFERENCE_PRECISION_HINT": args.precision,
+                  **dict(c.split("=", 1) for c in args.config)}  # fmt: skip
     text = TEXT.read_text()
     reference = None
     if args.gguf is not None:
         reference = llama_perplexity(args.llama_perplexity, args.gguf, args.ctx)
         print(json.dumps({"model": str(args.gguf), "system": "llama.cpp", **reference}))
     for ir_dir in args.ir_dirs:
-        result = openvino_perplexity(ir_dir, text, args.ctx, args.precision)
+        result = openvino_perplexity(ir_dir, text, args.ctx, properties)
         if reference is not None:
             result["vs_original"] = round(result["ppl"] / reference["ppl"], 4)
         print(json.dumps({"model": str(ir_dir), "system": "openvino", **result}), flush=True)

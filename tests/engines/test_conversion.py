@@ -20,8 +20,10 @@ import pytest
 
 from ovrunner import conversion
 from ovrunner.engines import model_files
-from ovrunner.engines.base import ModelFormat
+from ovrunner.engines.base import EngineTuning, ModelFormat
 from ovrunner.engines.openvino.gguf_to_ir import inspect_gguf
+from ovrunner.engines.openvino.tuning import CHANNEL_WISE_INT8_ACTIVATION_GROUP, device_properties
+from ovrunner.engines.openvino.weights import channel_wise_int8
 from ovrunner.errors import (
     ConversionFailedError,
     ConversionMemoryError,
@@ -37,9 +39,10 @@ def context(model) -> int:  # type: ignore[no-untyped-def]
 
 def rewrite(source: Path, target: Path, qtype: gguf.GGMLQuantizationType,
             arch: str | None = None,
+            attn_qtype: gguf.GGMLQuantizationType | None = None,
             ffn_qtype: gguf.GGMLQuantizationType | None = None) -> Path:  # fmt: skip
-    """`source` with every matrix stored as `qtype` (the MLP's as `ffn_qtype` if given, and
-    its architecture renamed)."""
+    """`source` with every matrix stored as `qtype` (the attention's as `attn_qtype`, the
+    MLP's as `ffn_qtype` if given, and its architecture renamed)."""
     reader = gguf.GGUFReader(source)
     architecture = arch or str(reader.fields["general.architecture"].contents())
     writer = gguf.GGUFWriter(target, architecture)
@@ -51,7 +54,11 @@ def rewrite(source: Path, target: Path, qtype: gguf.GGMLQuantizationType,
         writer.add_key_value(key, field.contents(), field.types[0], sub_type=sub)
     for tensor in reader.tensors:
         values = gguf.quants.dequantize(tensor.data, tensor.tensor_type)
-        matrix_type = ffn_qtype if ffn_qtype and ".ffn_" in tensor.name else qtype
+        matrix_type = qtype
+        if attn_qtype and ".attn_" in tensor.name:
+            matrix_type = attn_qtype
+        if ffn_qtype and ".ffn_" in tensor.name:
+            matrix_type = ffn_qtype
         if values.ndim == 2 and matrix_type != gguf.GGMLQuantizationType.F16:
             packed = gguf.quants.quantize(values.astype(np.float32), matrix_type)
             writer.add_tensor(tensor.name, packed, raw_dtype=matrix_type)
@@ -79,8 +86,8 @@ def weight_types(ir_dir: Path, named: str = "") -> set[str]:
             and shape[-1] > 1 and shape[0] > 1 and named in op.get_friendly_name()}  # fmt: skip
 
 
-def generate(ir_dir: Path) -> str:
-    pipeline = openvino_genai.LLMPipeline(str(ir_dir), "CPU")
+def generate(ir_dir: Path, properties: dict[str, object] | None = None) -> str:
+    pipeline = openvino_genai.LLMPipeline(str(ir_dir), "CPU", **(properties or {}))
     config = openvino_genai.GenerationConfig(max_new_tokens=8, ignore_eos=True)
     return str(pipeline.generate("hello", config))
 
@@ -108,11 +115,12 @@ def test_every_weight_type_converts_to_an_ir_that_generates(
     assert [p.name for p in store.models_dir.iterdir()] == ["tiny"]  # no staging left
 
 
-def test_auto_keeps_each_tensors_bits_and_an_explicit_format_is_every_weights(
+def test_auto_keeps_a_mostly_4_bit_models_4_bit_tensors_and_an_explicit_format_is_every_weights(
     tmp_path: Path, tiny_gguf: Path
 ) -> None:
-    source = rewrite(tiny_gguf, tmp_path / "mixed.gguf", gguf.GGMLQuantizationType.Q8_0,
-                     ffn_qtype=gguf.GGMLQuantizationType.Q4_0)  # fmt: skip
+    # 80% of the parameters in Q4_0, the attention in Q8_0: the mix of a Q4_K_M file.
+    source = rewrite(tiny_gguf, tmp_path / "mixed.gguf", gguf.GGMLQuantizationType.Q4_0,
+                     attn_qtype=gguf.GGMLQuantizationType.Q8_0)  # fmt: skip
     statuses: list[conversion.ConversionStatus] = []
     auto = add(ModelStore(tmp_path / "auto"), source, on_progress=statuses.append)
     compressing = next(s for s in statuses if s.stage == "compress")
@@ -120,8 +128,25 @@ def test_auto_keeps_each_tensors_bits_and_an_explicit_format_is_every_weights(
     assert weight_types(auto.path, ".mlp.") == {"u4"}
     assert weight_types(auto.path, ".self_attn.") == {"i8"}
     assert len(generate(auto.path)) > 0
+    assert not channel_wise_int8(auto.path / model_files.IR_XML)
     int8 = add(ModelStore(tmp_path / "int8"), source, weight_format="int8")
     assert weight_types(int8.path) == {"i8"}
+
+
+def test_auto_makes_a_mostly_8_bit_model_int8_throughout(tmp_path: Path, tiny_gguf: Path) -> None:
+    """A few 4-bit tensors (here the MLP, 40% of the parameters) among 8-bit ones stay 8-bit,
+    so the CPU runs the model with its larger activation groups (tuning.py)."""
+    source = rewrite(tiny_gguf, tmp_path / "mostly8.gguf", gguf.GGMLQuantizationType.Q8_0,
+                     ffn_qtype=gguf.GGMLQuantizationType.Q4_0)  # fmt: skip
+    statuses: list[conversion.ConversionStatus] = []
+    auto = add(ModelStore(tmp_path), source, on_progress=statuses.append)
+    assert next(s for s in statuses if s.stage == "compress").describe().endswith("int8")
+    assert weight_types(auto.path) == {"i8"}
+    assert channel_wise_int8(auto.path / model_files.IR_XML)
+    properties = device_properties(EngineTuning(), "CPU", auto.path)
+    assert properties["DYNAMIC_QUANTIZATION_GROUP_SIZE"] == CHANNEL_WISE_INT8_ACTIVATION_GROUP
+    assert device_properties(EngineTuning(), "GPU", auto.path).keys().isdisjoint(properties)
+    assert len(generate(auto.path, properties)) > 0
 
 
 @pytest.mark.parametrize(("weight_format", "types"), [("int4", {"u4"}), ("f16", {"f16"})])

@@ -22,6 +22,7 @@ from ovrunner.engines.base import (
     SamplingParams,
 )
 from ovrunner.engines.openvino.batching import OpenVINOEngine, OpenVINORunner
+from ovrunner.engines.openvino.common import ir_dir_of
 from ovrunner.engines.openvino.generation import import_genai
 from ovrunner.engines.openvino.tuning import device_properties
 from ovrunner.engines.tiny_model import CONTEXT_LENGTH
@@ -137,8 +138,9 @@ def test_stream_deltas_join_to_the_full_text(tiny_runner: OpenVINORunner) -> Non
     # The reference: the same greedy generation through the pipeline's own batch API, in the
     # precision the engine computes in (bf16 would part from it on a bf16-capable CPU).
     genai = pytest.importorskip("openvino_genai")
-    properties = device_properties(EngineTuning(), "CPU")
-    pipe = genai.LLMPipeline(str(tiny_runner_model_path(tiny_runner)), "CPU", **properties)
+    path = tiny_runner_model_path(tiny_runner)
+    ir_dir = ir_dir_of(ModelRef("tiny", path, ModelFormat.GGUF, "openvino"))
+    pipe = genai.LLMPipeline(str(path), "CPU", **device_properties(EngineTuning(), "CPU", ir_dir))
     config = genai.GenerationConfig(max_new_tokens=40, ignore_eos=True, apply_chat_template=False)
     expected = pipe.generate("once upon a time", config)
     assert "".join(d.text for d in deltas) == str(expected)

@@ -156,6 +156,13 @@ def open_model(
     return construct(str(model.path), None, {**properties, "enable_save_ov_model": True})
 
 
+def ir_dir_of(model: ModelRef) -> Path | None:
+    """The IR directory `open_model` reads `model` from, once there is one."""
+    if model.format is ModelFormat.OPENVINO_IR:
+        return model.path
+    return model_files.converted_ir_dir(model)
+
+
 def draft_ir_dir(genai: Any, draft: ModelRef) -> Path:
     """The IR directory of a draft model (`draft_model()` reads no GGUF): a GGUF draft's
     saved IR, written on first use by a pipeline that converts it."""

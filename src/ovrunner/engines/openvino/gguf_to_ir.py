@@ -27,7 +27,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ovrunner.engines.openvino.weights import WeightFormat, compress, describe, resolve
+from ovrunner.engines.openvino.weights import (
+    SourceWeight,
+    WeightFormat,
+    compress,
+    describe,
+    resolve,
+)
 from ovrunner.errors import UnsupportedModelError
 
 # What OpenVINO GenAI's GGUF reader builds a graph for (2026.4).
@@ -116,11 +122,11 @@ def _file_type_name(value: int) -> str:
         return str(value)
 
 
-def source_bits(path: Path) -> dict[str, float]:
-    """Bits a weight (scales included) of each matrix of the GGUF, by its name in the IR."""
+def source_weights(path: Path) -> dict[str, SourceWeight]:
+    """Each matrix of the GGUF (its bits a weight and size), by its name in the IR."""
     import gguf
 
-    bits = {}
+    weights = {}
     for tensor in gguf.GGUFReader(path).tensors:
         parts = tensor.name.split(".")  # blk.N.attn_q.weight, or output.weight
         if parts[0] == "blk" and len(parts) == 4 and parts[2] in IR_LAYER_NAMES:
@@ -130,8 +136,8 @@ def source_bits(path: Path) -> dict[str, float]:
         else:
             continue
         block, size = gguf.GGML_QUANT_SIZES[tensor.tensor_type]
-        bits[name] = size * 8 / block
-    return bits
+        weights[name] = SourceWeight(bits=size * 8 / block, parameters=int(tensor.n_elements))
+    return weights
 
 
 class Progress:
@@ -202,10 +208,10 @@ def convert(source: Path, target: Path, weight_format: WeightFormat, engine: str
         f16.unlink()
         model = openvino.Core().read_model(work / "openvino_model.xml")
         weights = resolve(weight_format, engine)
-        # `auto` keeps each tensor's bits (weights.py); an explicit format is every weight's.
-        bits = source_bits(source) if weight_format is WeightFormat.AUTO else None
-        progress("compress", weights=describe(weights, bits))
-        model = compress(model, weights, engine, bits)
+        # `auto` follows the source's bits (weights.py); an explicit format is every weight's.
+        stored = source_weights(source) if weight_format is WeightFormat.AUTO else None
+        progress("compress", weights=describe(weights, stored))
+        model = compress(model, weights, engine, stored)
         target.mkdir()
         progress("save")
         openvino.save_model(model, target / "openvino_model.xml",
@@ -216,7 +222,7 @@ def convert(source: Path, target: Path, weight_format: WeightFormat, engine: str
         _write_configs(source, target, summary)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    progress("done", weights=describe(weights, bits))
+    progress("done", weights=describe(weights, stored))
 
 
 def _write_configs(source: Path, target: Path, summary: GgufSummary) -> None:

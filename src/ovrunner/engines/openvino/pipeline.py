@@ -8,7 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from ovrunner.engines.base import EngineTuning, ModelRef
-from ovrunner.engines.openvino.common import cache_properties, draft_ir_dir, open_model
+from ovrunner.engines.openvino.common import (
+    cache_properties,
+    draft_ir_dir,
+    ir_dir_of,
+    open_model,
+)
 from ovrunner.engines.openvino.generation import import_genai
 from ovrunner.engines.openvino.tuning import configure_scheduler, device_properties
 
@@ -31,13 +36,14 @@ def open_pipeline(spec: PipelineSpec) -> Any:
     scheduler.enable_prefix_caching = True
     scheduler.cache_size = spec.kv_cache_gb
     configure_scheduler(scheduler, spec.tuning)
-    device = device_properties(spec.tuning, spec.device)
+    device = device_properties(spec.tuning, spec.device, ir_dir_of(spec.model))
     properties = {**cache_properties(spec.cache_dir), **device}
     if spec.model.prompt_lookup:
         properties["prompt_lookup"] = True
     elif spec.model.draft is not None:
         draft_dir = draft_ir_dir(genai, spec.model.draft)
-        properties["draft_model"] = genai.draft_model(str(draft_dir), spec.device, **device)
+        draft = device_properties(spec.tuning, spec.device, draft_dir)
+        properties["draft_model"] = genai.draft_model(str(draft_dir), spec.device, **draft)
 
     def construct(source: str, tokenizer: Any, props: dict[str, Any]) -> Any:
         if tokenizer is None:

@@ -8,9 +8,12 @@ Each `auto` choice below was measured side by side on the machines this project 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ovrunner.engines.base import EngineTuning, ModelRef
+from ovrunner.engines.model_files import IR_XML
+from ovrunner.engines.openvino.weights import channel_wise_int8
 
 # Prompt lookup: candidates proposed per step, from n-grams of up to this size found in the
 # prompt. 8 and 4 were the fastest of (3, 2), (5, 3), (8, 4), (10, 5) on a summary job.
@@ -20,6 +23,12 @@ LOOKUP_MAX_NGRAM = 4
 # drafting for the 1.5B on two cores, 3 was as fast as 5 on code and 1.2x faster on prose,
 # where fewer candidates are accepted and each rejected one cost a draft step (docs/benchmarks.md).
 DRAFT_ASSISTANT_TOKENS = 3
+# The CPU quantizes activations to int8 in groups (its default 32) to multiply compressed
+# weights with integer dot products. Over weights that are all int8 per channel, groups of 128
+# served the 0.5B Qwen 1.06x faster at one stream and 1.08x / 1.28x at 8 / 16 streams, with
+# the same perplexity; int4 groups of 32 cannot use them (a group must hold whole activation
+# groups), and over channel-wise int4 they made one stream 1.15x slower (docs/benchmarks.md).
+CHANNEL_WISE_INT8_ACTIVATION_GROUP = 128
 
 
 @dataclass(frozen=True)
@@ -43,23 +52,29 @@ def assist_for(model: ModelRef) -> Assist | None:
     return None
 
 
-def device_properties(tuning: EngineTuning, device: str) -> dict[str, Any]:
-    """OpenVINO properties for the pipeline's main model on `device`.
+def device_properties(
+    tuning: EngineTuning, device: str, ir_dir: Path | None = None
+) -> dict[str, Any]:
+    """OpenVINO properties for the model whose IR is in `ir_dir` (if known) on `device`.
 
     `auto` precision is f32 on CPU: where the plugin would pick bf16 (CPUs with AVX-512 BF16
     or AMX) f32 decoded as fast or faster in every measurement, and elsewhere f32 is the
     plugin's own default. On other devices the plugin chooses.
     """
     properties: dict[str, Any] = {}
+    cpu = device.split(".")[0].upper() == "CPU"
     precision = tuning.inference_precision
     if precision == "auto":
-        precision = "f32" if device.split(".")[0].upper() == "CPU" else ""
+        precision = "f32" if cpu else ""
     if precision:
         properties["INFERENCE_PRECISION_HINT"] = precision
     if tuning.kv_cache_precision != "auto":
         properties["KV_CACHE_PRECISION"] = tuning.kv_cache_precision
-    if tuning.dynamic_quantization_group_size is not None:
-        properties["DYNAMIC_QUANTIZATION_GROUP_SIZE"] = tuning.dynamic_quantization_group_size
+    group = tuning.dynamic_quantization_group_size
+    if group is None and cpu and ir_dir is not None and channel_wise_int8(ir_dir / IR_XML):
+        group = CHANNEL_WISE_INT8_ACTIVATION_GROUP
+    if group is not None:
+        properties["DYNAMIC_QUANTIZATION_GROUP_SIZE"] = group
     if tuning.threads:
         properties["INFERENCE_NUM_THREADS"] = tuning.threads
     return properties
