@@ -146,6 +146,8 @@ def test_auto_makes_a_mostly_8_bit_model_int8_throughout(tmp_path: Path, tiny_gg
     properties = device_properties(EngineTuning(), "CPU", auto.path)
     assert properties["DYNAMIC_QUANTIZATION_GROUP_SIZE"] == CHANNEL_WISE_INT8_ACTIVATION_GROUP
     assert device_properties(EngineTuning(), "GPU", auto.path).keys().isdisjoint(properties)
+    chosen = device_properties(EngineTuning(dynamic_quantization_group_size=32), "CPU", auto.path)
+    assert chosen["DYNAMIC_QUANTIZATION_GROUP_SIZE"] == 32  # the operator's setting wins
     assert len(generate(auto.path, properties)) > 0
 
 

@@ -71,7 +71,7 @@ def test_every_setting_is_a_flag_of_every_command() -> None:
 
 
 def test_dynamic_quantization_reaches_the_engine_as_the_plugin_property() -> None:
-    """Unset leaves the plugin its default; 0 turns it off; a size the plugin would ignore
+    """Unset (and no model's IR to choose from) leaves the plugin its default; 0 turns it off; a size the plugin would ignore
     (not a multiple of 16) is refused rather than silently doing nothing."""
     from ovrunner.app import load_config
     from ovrunner.engines.openvino.tuning import device_properties

@@ -59,7 +59,9 @@ def device_properties(
 
     `auto` precision is f32 on CPU: where the plugin would pick bf16 (CPUs with AVX-512 BF16
     or AMX) f32 decoded as fast or faster in every measurement, and elsewhere f32 is the
-    plugin's own default. On other devices the plugin chooses.
+    plugin's own default. On other devices the plugin chooses. Unless the operator set it, the
+    CPU's activation groups are `CHANNEL_WISE_INT8_ACTIVATION_GROUP` for an IR whose weights
+    are all int8 per channel, the plugin's default otherwise.
     """
     properties: dict[str, Any] = {}
     cpu = device.split(".")[0].upper() == "CPU"

@@ -11,9 +11,8 @@ everywhere; where the CPU has VNNI its decode step is 1.2x faster than in int8. 
 0.5B Q4_K_M (12 Q4_K tensors of 169) scored the same either way (+0.5%), and all-int8 weights
 let the CPU quantize activations in groups of 128 (`tuning.py`), which int4 groups of 32
 forbid: served at 0.90 / 3.04 / 2.70 times llama-server at 1 / 8 / 16 streams, against the
-mix's 0.85 / 2.44 / 2.57. Symmetric int8 because a zero point costs the
-CPU kernel one more operation per weight it decompresses.
-The NPU plugin wants symmetric, channel-wise int4 for LLM weights, so `auto` on the
+mix's 0.85 / 2.44 / 2.57. Symmetric int8 because a zero point costs the CPU kernel one more
+operation per weight it decompresses. The NPU plugin wants symmetric, channel-wise int4 for LLM weights, so `auto` on the
 `openvino-npu` engine means that. `int4` is every weight in int4 (a machine short of memory).
 """
 
@@ -52,8 +51,8 @@ class SourceWeight:
 
 
 def resolve(weight_format: WeightFormat, engine: str) -> WeightFormat:
-    """What `auto` means on `engine`: int8 on the CPU engine (the source's 4-bit tensors kept
-    in int4 by `compress`), int4 for the NPU."""
+    """What `auto` means on `engine`: int8 on the CPU engine (a mostly-4-bit source's 4-bit
+    tensors kept in int4 by `compress`), int4 for the NPU."""
     if weight_format is not WeightFormat.AUTO:
         return weight_format
     return WeightFormat.INT4 if engine == "openvino-npu" else WeightFormat.INT8
