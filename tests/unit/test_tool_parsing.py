@@ -102,6 +102,24 @@ RECORDED: list[tuple[ToolFormat, list[str], str, list[tuple[str, dict]]]] = [
         "",
         [("get_weather", {"city": "Paris"})],
     ),
+    (  # Qwen2.5-Coder-0.5B in int8, "What is the weather in Paris?": the object in a fence
+        HERMES,
+        [
+            "```",
+            "json\n{\n",
+            '  "name": "get_weather",\n  "arguments": {\n    "city": "Paris"\n',
+            "  }\n}\n``",
+            "`",
+        ],
+        "",
+        [("get_weather", {"city": "Paris"})],
+    ),
+    (  # a fenced call, then a word about it
+        HERMES,
+        ['```\n{"name": "now", "arguments": {}}\n```\nChecking the time.'],
+        "Checking the time.",
+        [("now", {})],
+    ),
     (  # Llama 3.1: one call (its <|python_tag|> left in by a decoder that keeps specials)
         LLAMA3_JSON,
         ["<|python_tag|>", '{"name": "get_weather", ', '"parameters": {"city": "Paris"}}'],
@@ -202,7 +220,9 @@ def test_a_leading_object_is_a_call_only_if_it_names_an_offered_tool() -> None:
             ("get_weather", '{"city": "Paris"}')
         ]
     for text in ['{"name": "Alice", "age": 3} is a person', '{"city": "Paris"}',
-                 'Here: {"name": "get_weather", "arguments": {}}']:  # fmt: skip
+                 'Here: {"name": "get_weather", "arguments": {}}',
+                 '```json\n{"name": "Alice", "age": 3}\n```', "```json\n[1, 2]\n```",
+                 '```python\nprint({"name": "get_weather"})\n```', "```", "``` json"]:  # fmt: skip
         for pieces in [[text], *splits(text)]:
             assert parse(HERMES, pieces, offered) == (text, []), pieces
 

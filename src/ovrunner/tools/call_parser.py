@@ -53,6 +53,12 @@ class Parsed:
             self.calls.append(delta)
 
 
+# Markdown code fences a small model may wrap its bare call in (Qwen2.5-Coder-0.5B in int8
+# answered "What is the weather in Paris?" with the call as a ```json block).
+FENCES = ("```json\n", "```\n")
+FENCE_CLOSER = "```"
+
+
 class _State(Enum):
     START = auto()  # nothing but blanks so far
     TEXT = auto()
@@ -74,6 +80,7 @@ class ToolCallParser:
         self._max_calls = max_calls
         self._names = names
         self._bare = False  # the call being read was opened by `leading`, with no opener
+        self._fenced = False  # ... inside a code fence, whose closer is still to come
         self._state = _State.START
         self._buffer = ""  # received, not yet decided
         self._pending_blank = ""  # blanks held until what follows them is known
@@ -142,14 +149,24 @@ class ToolCallParser:
         opener = self.layout.opener
         if any(m.startswith(stripped) and len(stripped) < len(m) for m in self._markers()):
             return False  # perhaps a marker: decided once it is whole
+        fence = ""
+        if self._calls_allowed() and self.layout.leading and stripped[0] == "`":
+            fence = next((f for f in FENCES if stripped.startswith(f)), "")
+            if not fence and any(f.startswith(stripped) for f in FENCES):
+                return False  # perhaps a fence: decided once its line is whole
+            if fence and not stripped[len(fence) :].strip(BLANK):
+                return False  # what the fence holds is still to come
+        body = stripped[len(fence) :].lstrip(BLANK)
         if (
             self._calls_allowed()
-            and stripped[0] in self.layout.leading
-            and not (stripped.startswith(opener))
+            and body[0] in self.layout.leading
+            and not (body.startswith(opener))
         ):
             self._pending_blank = ""
-            self._buffer = stripped
+            self._raw_call = stripped[: len(stripped) - len(body)]  # the fence, if any
+            self._buffer = body
             self._bare = True
+            self._fenced = bool(fence)
             self._open(list_opened=False)
             return True
         self._state = _State.TEXT
@@ -233,6 +250,15 @@ class ToolCallParser:
         if not stripped:
             self._buffer = ""
             return False
+        if self._fenced:  # the fence's closer goes with the call
+            if FENCE_CLOSER.startswith(stripped) and len(stripped) < len(FENCE_CLOSER):
+                self._buffer = stripped
+                return False
+            if stripped.startswith(FENCE_CLOSER):
+                stripped = stripped[len(FENCE_CLOSER) :]
+            self._fenced = False
+            self._buffer = stripped
+            return True
         if layout.closer is not None:
             if stripped.startswith(layout.closer):
                 self._buffer = stripped[len(layout.closer) :]

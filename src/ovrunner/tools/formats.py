@@ -13,8 +13,9 @@ for the grammar), and the structural tags that constrain a call to its tool's sc
 Llama 3's `<|python_tag|>` and Mistral's `[TOOL_CALLS]` are special tokens in their
 tokenizers, which decoding drops: hence the calls those families open at the very start.
 Small Qwen models often drop the `<tool_call>` tags and answer with the bare object
-(Qwen2.5-Coder-0.5B did with `tool_choice: auto`, under llama-server too): an answer that opens
-with an object naming an offered tool is a call. It is not a grammar trigger: a trigger
+(Qwen2.5-Coder-0.5B did with `tool_choice: auto`, under llama-server too), or wrap it in a
+Markdown code fence: an answer that opens with an object naming an offered tool, bare or
+fenced, is a call. It is not a grammar trigger: a trigger
 fires anywhere in the text, and would force a code sample's `{"name": ...}` into a call.
 """
 
