@@ -114,6 +114,12 @@ RECORDED: list[tuple[ToolFormat, list[str], str, list[tuple[str, dict]]]] = [
         "",
         [("get_weather", {"city": "Paris"})],
     ),
+    (  # two calls in one fence: the fence closes after both
+        HERMES,
+        ['```json\n{"name": "a", "arguments": {"x": 1}}\n{"name": "b", "arguments": {}}\n```'],
+        "",
+        [("a", {"x": 1}), ("b", {})],
+    ),
     (  # a fenced call, then a word about it
         HERMES,
         ['```\n{"name": "now", "arguments": {}}\n```\nChecking the time.'],

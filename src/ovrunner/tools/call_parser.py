@@ -250,15 +250,19 @@ class ToolCallParser:
         if not stripped:
             self._buffer = ""
             return False
-        if self._fenced:  # the fence's closer goes with the call
+        if self._fenced:  # the fence's closer goes with its calls
             if FENCE_CLOSER.startswith(stripped) and len(stripped) < len(FENCE_CLOSER):
                 self._buffer = stripped
                 return False
             if stripped.startswith(FENCE_CLOSER):
-                stripped = stripped[len(FENCE_CLOSER) :]
-            self._fenced = False
-            self._buffer = stripped
-            return True
+                self._fenced = False
+                self._buffer = stripped[len(FENCE_CLOSER) :]
+                return True
+            if stripped[0] in layout.leading and self._calls_allowed():
+                self._buffer = stripped  # another call in the same fence
+                self._new_call()
+                self._state = _State.CALL
+                return True
         if layout.closer is not None:
             if stripped.startswith(layout.closer):
                 self._buffer = stripped[len(layout.closer) :]

@@ -12,8 +12,9 @@ everywhere; where the CPU has VNNI its decode step is 1.2x faster than in int8. 
 let the CPU quantize activations in groups of 128 (`tuning.py`), which int4 groups of 32
 forbid: served at 0.90 / 3.04 / 2.70 times llama-server at 1 / 8 / 16 streams, against the
 mix's 0.85 / 2.44 / 2.57. Symmetric int8 because a zero point costs the CPU kernel one more
-operation per weight it decompresses. The NPU plugin wants symmetric, channel-wise int4 for LLM weights, so `auto` on the
-`openvino-npu` engine means that. `int4` is every weight in int4 (a machine short of memory).
+operation per weight it decompresses. The NPU plugin wants symmetric, channel-wise int4 for
+LLM weights, so `auto` on the `openvino-npu` engine means that. `int4` is every weight in
+int4 (a machine short of memory).
 """
 
 from __future__ import annotations
