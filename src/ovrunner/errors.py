@@ -36,6 +36,10 @@ class OvrunnerError(Exception):
     def headers(self) -> dict[str, str]:
         return {} if self.retryable else {"x-should-retry": "false"}
 
+    def message_for(self, dialect: str) -> str:
+        """The message as the dialect's clients read it (most say the same everywhere)."""
+        return self.message
+
 
 class InvalidRequestError(OvrunnerError):
     status_code = 400
@@ -48,7 +52,51 @@ class InvalidValueError(InvalidRequestError):
 
 
 class ContextLengthExceededError(InvalidRequestError):
+    """A prompt the window cannot hold with room for the completion. Clients parse this
+    error's wording to shorten or compact their conversation and retry (Claude Code lowers
+    `max_tokens` on Anthropic's), so each dialect gets the wording its own server uses."""
+
     code = "context_length_exceeded"
+
+    def __init__(self, message: str, *, param: str | None = None,
+                 counts: tuple[int, int | None, int] | None = None) -> None:  # fmt: skip
+        super().__init__(message, param=param)
+        # (prompt tokens, max_tokens asked for or None, window), for the dialects' wording.
+        self.counts = counts
+
+    @classmethod
+    def for_prompt(cls, prompt_tokens: int, max_tokens: int | None, window: int,
+                   param: str) -> ContextLengthExceededError:  # fmt: skip
+        """A prompt that leaves no room in `window`, or less than the `max_tokens` asked for."""
+        if max_tokens is not None and prompt_tokens < window:
+            message = (f"This model's maximum context length is {window} tokens. However, you "
+                       f"requested {prompt_tokens + max_tokens} tokens ({prompt_tokens} in the "
+                       f"messages, {max_tokens} in the completion). Please reduce the length "
+                       "of the messages or completion.")  # fmt: skip
+        else:
+            message = (f"This model's maximum context length is {window} tokens. However, your "
+                       f"messages resulted in {prompt_tokens} tokens, which leaves no room for "
+                       "the completion. Please reduce the length of the messages.")  # fmt: skip
+        return cls(message, param=param, counts=(prompt_tokens, max_tokens, window))
+
+    def message_for(self, dialect: str) -> str:
+        if self.counts is None or dialect not in (Dialect.ANTHROPIC, Dialect.OLLAMA):
+            return self.message
+        prompt, max_tokens, window = self.counts
+        alone = max_tokens is None or prompt >= window
+        if dialect == Dialect.ANTHROPIC:
+            if alone:
+                return f"prompt is too long: {prompt} tokens > {window} maximum"
+            return (f"input length and `max_tokens` exceed context limit: {prompt} + "
+                    f"{max_tokens} > {window}, decrease input length or `max_tokens` and "
+                    "try again")  # fmt: skip
+        if alone:
+            return (f"the input length exceeds the context length ({prompt} tokens; the "
+                    f"context length is {window})")  # fmt: skip
+        return (
+            f"the input length and num_predict exceed the context length ({prompt} + "
+            f"{max_tokens} > {window})"
+        )
 
 
 class PromptTooLongError(InvalidRequestError):
@@ -300,7 +348,7 @@ def error_body(error: OvrunnerError, dialect: str = Dialect.OPENAI) -> dict[str,
         kind = _ANTHROPIC_TYPES.get(error.status_code, "api_error")
         if 400 <= error.status_code < 500 and kind == "api_error":
             kind = "invalid_request_error"
-        return {"type": "error", "error": {"type": kind, "message": error.message}}
+        return {"type": "error", "error": {"type": kind, "message": error.message_for(dialect)}}
     if dialect == Dialect.OLLAMA:
-        return {"error": error.message}
+        return {"error": error.message_for(dialect)}
     return error.to_body()

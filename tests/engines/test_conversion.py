@@ -21,6 +21,7 @@ import pytest
 from ovrunner import conversion
 from ovrunner.engines import model_files
 from ovrunner.engines.base import EngineTuning, ModelFormat
+from ovrunner.engines.openvino import tokenizer_ir
 from ovrunner.engines.openvino.gguf_to_ir import inspect_gguf
 from ovrunner.engines.openvino.tuning import CHANNEL_WISE_INT8_ACTIVATION_GROUP, device_properties
 from ovrunner.engines.openvino.weights import channel_wise_int8
@@ -108,6 +109,8 @@ def test_every_weight_type_converts_to_an_ir_that_generates(
     # with a zero point), 5 bits and more symmetric int8 per channel.
     assert weight_types(model.path) == ({"u4"} if qtype in ("Q4_0", "Q4_1") else {"i8"})
     assert model_files.has_tokenizer_ir(model.path)
+    # The reader's tokenizer cut every input to 8,192 tokens: the converted one cuts none.
+    assert tokenizer_ir.caps_in(model.path) == [tokenizer_ir.UNLIMITED]
     assert len(generate(model.path)) > 0
     stages = [s.stage for s in statuses]
     assert stages[0] == "dequantize" and stages[-1] == "done"

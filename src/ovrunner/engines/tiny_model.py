@@ -131,6 +131,7 @@ def build_tiny_gguf(
     seed: int = 1234,
     std: float = 0.3,
     chat_template: str = CHAT_TEMPLATE,
+    context_length: int = CONTEXT_LENGTH,
 ) -> Path:
     """Write a tiny llama GGUF to `path` and return it."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -139,7 +140,7 @@ def build_tiny_gguf(
     tokenizer = _train_tokenizer(vocab_size)
     writer = gguf.GGUFWriter(str(path), arch="llama")
     writer.add_name("ovrunner-tiny-llama")
-    writer.add_context_length(CONTEXT_LENGTH)
+    writer.add_context_length(context_length)
     writer.add_embedding_length(hidden)
     writer.add_block_count(layers)
     writer.add_feed_forward_length(ffn)

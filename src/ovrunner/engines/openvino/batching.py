@@ -38,9 +38,11 @@ from ovrunner.engines.openvino.common import (
     CrashWindow,
     OpenVINOFamily,
     cache_properties,
+    mend_tokenizer,
     open_tokenizer,
     openvino_status,
     require_device,
+    tokenizer_dir,
 )
 from ovrunner.engines.openvino.encoders import load_encoder
 from ovrunner.engines.openvino.engine_client import EngineProcess, InFlight, InFlightUpdate, post
@@ -86,6 +88,7 @@ class OpenVINOEngine(OpenVINOFamily):
             properties = {**cache_properties(config.cache_dir), "INFERENCE_PRECISION_HINT": "f32"}
             return load_encoder(model, config, properties)
         info = self.describe(model)
+        mend_tokenizer(tokenizer_dir(model))
         spec = PipelineSpec(
             model, config.device, config.kv_cache_gb, config.cache_dir, config.tuning
         )
@@ -108,7 +111,7 @@ class OpenVINOEngine(OpenVINOFamily):
             # The server's own tokenizer (templating, encoding, decoding) builds while the
             # engine process opens the pipeline. One thread: its small calls gain nothing
             # from a second one, which would only spin on the core the pipeline steps on.
-            tokenizer = open_tokenizer(genai, model, INFERENCE_NUM_THREADS=1)
+            tokenizer = open_tokenizer(genai, model, info.context_window, INFERENCE_NUM_THREADS=1)
             decode_many = decoder(tokenizer, model)
             ready = process.wait_ready()
         except ModelLoadFailedError:

@@ -26,6 +26,7 @@ from ovrunner.engines.base import (
     ModelInfo,
     ModelRef,
 )
+from ovrunner.engines.openvino import tokenizer_ir
 from ovrunner.engines.openvino.generation import import_genai
 from ovrunner.engines.openvino.grammar import shared_schema_check
 from ovrunner.errors import CrashLoopError, EngineUnavailableError
@@ -176,32 +177,68 @@ def draft_ir_dir(genai: Any, draft: ModelRef) -> Path:
     return ir_dir
 
 
-def open_tokenizer(genai: Any, model: ModelRef, **properties: Any) -> Any:
-    """The model's tokenizer, from its tokenizer IR when one was saved.
+def open_tokenizer(genai: Any, model: ModelRef, window: int, **properties: Any) -> Any:
+    """The model's tokenizer, from its tokenizer IR, taking the whole `window` (checked).
 
     OpenVINO GenAI builds a GGUF's tokenizer from its vocabulary at every load (2.8 s for
-    SmolLM2, against 0.1 s for the IR), so the first build saves the IR beside the model. It
+    SmolLM2, against 0.1 s for the IR), with a cap that cuts prompts (`tokenizer_ir`), so
+    the first build saves the IR beside the model, lifts the cap, and loads the saved IR. It
     is written in a staging directory and moved into place file by file, the XML files last:
-    an interrupted save leaves no tokenizer a later load would take as complete.
+    an interrupted save leaves no tokenizer a later load would take as complete. A saved or
+    imported IR with such a cap is mended in place where the store is writable.
     """
+    directory = tokenizer_dir(model)
+    tokenizer = None
     if model.format is ModelFormat.OPENVINO_IR:
-        return genai.Tokenizer(str(model.path), **properties)
-    directory = model.path.parent
-    if model_files.has_tokenizer_ir(directory):
+        mend_tokenizer(directory)
+        tokenizer = genai.Tokenizer(str(directory), **properties)
+    elif model_files.has_tokenizer_ir(directory):
         try:
-            return genai.Tokenizer(str(directory), **properties)
+            mend_tokenizer(directory)
+            tokenizer = genai.Tokenizer(str(directory), **properties)
         except Exception:  # noqa: BLE001 - a damaged IR: build it from the GGUF again
             log.warning("the saved tokenizer of %s did not load; building it again", model.id)
+    if tokenizer is None:
+        tokenizer = _build_from_gguf(genai, model, directory, properties)
+    tokenizer_ir.check_whole(tokenizer, window, model.id)
+    return tokenizer
+
+
+def tokenizer_dir(model: ModelRef) -> Path:
+    """Where the model's tokenizer IR is, or is saved on first load."""
+    return model.path if model.format is ModelFormat.OPENVINO_IR else model.path.parent
+
+
+def mend_tokenizer(directory: Path) -> None:
+    """Lift the cap of the tokenizer IR saved in `directory`, if one is there and has one.
+    A load calls it before its engine process starts, so no process reads the IR while it
+    is rewritten."""
+    if not (directory / model_files.TOKENIZER_XML).is_file():
+        return
+    try:
+        tokenizer_ir.untruncate(directory)
+    except OSError as exc:  # a read-only store: `check_whole` refuses it if the cap matters
+        log.warning("cannot mend the tokenizer in %s: %s", directory, exc)
+    except RuntimeError:  # a damaged IR: loading it fails, and a GGUF's is built again
+        log.warning("cannot read the tokenizer in %s to mend it", directory)
+
+
+def _build_from_gguf(genai: Any, model: ModelRef, directory: Path,
+                     properties: dict[str, Any]) -> Any:  # fmt: skip
+    """Build the GGUF's tokenizer IR in a staging directory, lift its cap, load it from
+    there (the engine process may write its own, capped, copy beside the model meanwhile),
+    and keep it in the store where the store is writable."""
     try:
         staging = Path(tempfile.mkdtemp(prefix=".tokenizer-", dir=directory))
-    except OSError:  # a read-only store: build it, save nothing
-        return genai.Tokenizer(str(model.path), **properties)
+        keep = True
+    except OSError:  # a read-only store: build it in a scratch directory, keep nothing
+        staging, keep = Path(tempfile.mkdtemp(prefix="ovrunner-tokenizer-")), False
     try:
         (staging / model.path.name).symlink_to(model.path.resolve())
-        tokenizer = genai.Tokenizer(
-            str(staging / model.path.name), enable_save_ov_model=True, **properties
-        )
-        if model_files.has_tokenizer_ir(staging):
+        genai.Tokenizer(str(staging / model.path.name), enable_save_ov_model=True)
+        tokenizer_ir.untruncate(staging)
+        tokenizer = genai.Tokenizer(str(staging), **properties)
+        if keep:
             for name in sorted(model_files.TOKENIZER_FILES, key=lambda n: n.endswith(".xml")):
                 os.replace(staging / name, directory / name)
         return tokenizer

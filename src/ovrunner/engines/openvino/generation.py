@@ -47,18 +47,12 @@ def import_genai() -> Any:
 def check_context(sampling: SamplingParams, prompt_tokens: int, context_window: int) -> int:
     """Room left for the completion; 400 `context_length_exceeded` when there is none."""
     room = context_window - prompt_tokens
-    if sampling.max_tokens is not None and sampling.max_tokens > room:
-        raise ContextLengthExceededError(
-            f"This model's maximum context length is {context_window} tokens. "
-            f"However, you requested {prompt_tokens + sampling.max_tokens} tokens "
-            f"({prompt_tokens} in the prompt, {sampling.max_tokens} for the completion).",
-            param="max_tokens",
-        )
-    if room < 1:
-        raise ContextLengthExceededError(
-            f"This model's maximum context length is {context_window} tokens, "
-            f"and the prompt alone has {prompt_tokens}.",
-            param="messages",
+    if room < 1 or (sampling.max_tokens is not None and sampling.max_tokens > room):
+        raise ContextLengthExceededError.for_prompt(
+            prompt_tokens,
+            sampling.max_tokens,
+            context_window,
+            param="max_tokens" if room >= 1 else "messages",
         )
     return room
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ovrunner.engines.openvino.tokenizer_ir import untruncate
 from ovrunner.engines.openvino.weights import (
     SourceWeight,
     WeightFormat,
@@ -206,6 +207,7 @@ def convert(source: Path, target: Path, weight_format: WeightFormat, engine: str
         del pipeline
         gc.collect()
         f16.unlink()
+        untruncate(work)  # the reader's tokenizer cuts prompts at 8,192 tokens
         model = openvino.Core().read_model(work / "openvino_model.xml")
         weights = resolve(weight_format, engine)
         # `auto` follows the source's bits (weights.py); an explicit format is every weight's.

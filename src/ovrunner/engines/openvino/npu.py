@@ -36,6 +36,7 @@ from ovrunner.engines.openvino.common import (
     OpenVINOFamily,
     cache_properties,
     open_model,
+    open_tokenizer,
     openvino_status,
     require_device,
 )
@@ -107,10 +108,15 @@ class OpenVINONpuEngine(OpenVINOFamily):
             return genai.LLMPipeline(source, tokenizer, self.device, **props)
 
         try:
+            # Opened first: it mends a saved tokenizer IR before the pipeline reads it.
+            tokenizer = open_tokenizer(genai, model, info.context_window)
             pipeline = open_model(genai, model, properties, construct)
+        except ModelLoadFailedError:
+            raise
         except Exception as exc:
             raise ModelLoadFailedError(f"could not load model {model.id!r}: {exc}") from exc
-        return NpuRunner(model, info, pipeline, self.device, self.limits, self.capabilities)
+        return NpuRunner(model, info, pipeline, tokenizer, self.device, self.limits,
+                         self.capabilities)  # fmt: skip
 
 
 class _TokenStream:
@@ -158,6 +164,7 @@ class NpuRunner(Runner):
         model: ModelRef,
         info: ModelInfo,
         pipeline: Any,
+        tokenizer: Any,
         device: str,
         limits: NpuLimits,
         capabilities: Capabilities,
@@ -169,7 +176,8 @@ class NpuRunner(Runner):
         self.limits = limits
         self._genai = import_genai()
         self._pipeline = pipeline
-        self._tokenizer = pipeline.get_tokenizer()
+        # Not the pipeline's own: one built from a GGUF cuts prompts (`tokenizer_ir`).
+        self._tokenizer = tokenizer
         self.chat_format = read_chat_format(self._tokenizer, model.tool_format)
         self._decode_many = decoder(self._tokenizer, model)
         self._defaults = pipeline.get_generation_config()
