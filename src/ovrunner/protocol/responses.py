@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -90,7 +90,8 @@ class TextConfig(BaseModel):
 class ResponseCreateParams(BaseModel):
     model_config = _Open
     model: str
-    input: str | list[InputItem] = Field(max_length=MAX_MESSAGES)
+    # The bound is on the items: a text input is as long as the body cap lets it be.
+    input: str | Annotated[list[InputItem], Field(max_length=MAX_MESSAGES)]
     instructions: str | None = None
     max_output_tokens: int | None = Field(None, ge=1, le=MAX_TOKEN_COUNT)
     temperature: float | None = Field(None, ge=0, le=2)
