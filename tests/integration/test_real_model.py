@@ -10,6 +10,8 @@ and used through the official clients. The file comes from the package index
 from __future__ import annotations
 
 import json
+import random
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,8 +20,9 @@ import jsonschema
 import ollama
 import openai
 import pytest
+from tokenizers import Tokenizer
 
-from tests.support import real_models
+from tests.support import real_models, reference_tokenizer
 from tests.support.cli import run_cli
 from tests.support.hub_server import HubStandIn
 from tests.support.server import ServerProcess
@@ -191,3 +194,102 @@ def test_the_store_lists_what_the_model_became(qwen_server: ServerProcess) -> No
     (row,) = [r for r in json.loads(listed.stdout) if r["id"] == MODEL]
     assert row["weight_format"] == "auto" and row["source"].endswith(GGUF.filename)
     assert Path(row["source"]).name == GGUF.filename
+
+
+# -- long prompts: every token reaches the model, and the window is each dialect's error ------
+
+ACCESS_CODE = "7431"
+SYSTEM = "You are a helpful assistant."
+QUESTION = "\n\nWhat is the access code stated in the first line? Answer with the number only."
+WINDOW = 32768
+# The chat template's own tokens around a system and a user message (Qwen's: three turn
+# openers, two closers, the role names and newlines).
+TEMPLATE_OVERHEAD = range(17)
+_WORDS = ("river mountain garden window library morning lantern harbor meadow orchard village "
+          "teacher painter sailor baker farmer quietly slowly brightly gently carefully walked "
+          "watched carried painted opened gathered followed remembered noticed").split()  # fmt: skip
+
+
+def filler(sentences: int, seed: int = 7) -> str:
+    """Prose with no digits, so the access code is said once, on the first line."""
+    rng = random.Random(seed)
+    return " ".join(
+        " ".join(rng.choice(_WORDS) for _ in range(rng.randint(8, 14))).capitalize() + "."
+        for _ in range(sentences)
+    )
+
+
+@pytest.fixture(scope="module")
+def reference() -> Tokenizer:
+    """Qwen's tokenizer rebuilt from the GGUF's vocabulary, with no OpenVINO in it."""
+    return reference_tokenizer.from_gguf(real_models.fetch(GGUF))
+
+
+def test_a_20k_token_prompt_is_answered_from_its_first_line_in_every_dialect(
+    qwen: openai.OpenAI, qwen_server: ServerProcess, reference: Tokenizer
+) -> None:
+    """The GGUF reader's tokenizer kept only the last 8,192 tokens: the first line, and the
+    code on it, never reached the model. The three answers share one prefill (the cache)."""
+    user = f"The access code is {ACCESS_CODE}.\n" + filler(1600) + QUESTION
+    expected = reference_tokenizer.count(reference, SYSTEM) + reference_tokenizer.count(
+        reference, user
+    )
+    assert expected >= 20_000
+    chat = qwen.chat.completions.create(model=MODEL, temperature=0, max_tokens=12, messages=[
+        {"role": "system", "content": SYSTEM}, {"role": "user", "content": user}])  # fmt: skip
+    assert chat.usage is not None and chat.usage.prompt_tokens - expected in TEMPLATE_OVERHEAD
+    assert ACCESS_CODE in (chat.choices[0].message.content or "")
+    prompt_tokens = chat.usage.prompt_tokens
+
+    response = qwen.responses.create(model=MODEL, instructions=SYSTEM, input=user,
+                                     temperature=0, max_output_tokens=12)  # fmt: skip
+    assert response.usage is not None and response.usage.input_tokens == prompt_tokens
+    assert ACCESS_CODE in response.output_text
+
+    claude = anthropic.Anthropic(base_url=qwen_server.base_url, api_key="unused", max_retries=0)
+    messages: list[anthropic.types.MessageParam] = [{"role": "user", "content": user}]
+    counted = claude.messages.count_tokens(model=MODEL, system=SYSTEM, messages=messages)
+    assert counted.input_tokens == prompt_tokens
+    message = claude.messages.create(model=MODEL, system=SYSTEM, messages=messages,
+                                     max_tokens=12, extra_body={"temperature": 0})  # fmt: skip
+    assert message.usage.input_tokens == prompt_tokens
+    assert ACCESS_CODE in message.content[0].text  # type: ignore[union-attr]
+
+
+def test_one_token_over_the_window_is_each_dialects_context_error(
+    qwen: openai.OpenAI, qwen_server: ServerProcess
+) -> None:
+    """Refused on its token count, before any prefill, in the words each client parses."""
+    claude = anthropic.Anthropic(base_url=qwen_server.base_url, api_key="unused", max_retries=0)
+    text = filler(2400, seed=11)
+
+    def tokens(candidate: str) -> int:
+        return claude.messages.count_tokens(
+            model=MODEL, messages=[{"role": "user", "content": candidate}]
+        ).input_tokens
+
+    # " river" is one token: pad the text to exactly one token over the window.
+    text += " river" * (WINDOW + 1 - tokens(text))
+    assert tokens(text) == WINDOW + 1
+    messages = [{"role": "user", "content": text}]
+    with pytest.raises(openai.BadRequestError) as chat:
+        qwen.chat.completions.create(model=MODEL, messages=messages)  # type: ignore[arg-type]
+    assert chat.value.code == "context_length_exceeded"
+    assert f"maximum context length is {WINDOW} tokens" in chat.value.message
+    assert f"resulted in {WINDOW + 1} tokens" in chat.value.message
+    with pytest.raises(anthropic.BadRequestError) as too_long:
+        claude.messages.create(model=MODEL, max_tokens=16, messages=messages)  # type: ignore[arg-type]
+    assert too_long.value.body["error"]["message"] == (  # type: ignore[index]
+        f"prompt is too long: {WINDOW + 1} tokens > {WINDOW} maximum"
+    )
+    with pytest.raises(ollama.ResponseError) as ollama_error:
+        ollama.Client(host=qwen_server.base_url).chat(model=MODEL, messages=messages)
+    assert ollama_error.value.status_code == 400
+    assert ollama_error.value.error.startswith("the input length exceeds the context length")
+    # Claude Code's first request: a prompt that fits, and max_tokens 32,000 that does not
+    # (streamed, as Claude Code sends it: the SDK asks that of so large a max_tokens).
+    short = [{"role": "user", "content": filler(100)}]
+    with pytest.raises(anthropic.BadRequestError) as too_much:
+        claude.messages.create(model=MODEL, max_tokens=32_000, messages=short, stream=True)  # type: ignore[arg-type]
+    assert re.search(r"input length and `max_tokens` exceed context limit: \d+ \+ 32000 > 32768",
+                     too_much.value.body["error"]["message"])  # type: ignore[index]  # fmt: skip
