@@ -16,7 +16,7 @@ from ovrunner.app import create_app
 from ovrunner.engines import model_files
 from ovrunner.engines.base import GenerationRequest
 from ovrunner.engines.openvino.generation import read_chat_format, render_prompt
-from ovrunner.engines.tiny_model import build_tiny_gguf
+from ovrunner.engines.tiny_model import CHAT_TEMPLATE, build_tiny_gguf
 from ovrunner.settings import Settings
 from ovrunner.store import ModelStore
 from ovrunner.tools.spec import FunctionTool, ToolChoice, ToolSpec
@@ -137,3 +137,26 @@ def test_a_manifest_names_the_tool_family_when_the_template_does_not(tmp_path: P
     assert read_chat_format(tokenizer, ref.tool_format).tools.name == "mistral"
     with pytest.raises(ModelLoadFailedError):
         read_chat_format(tokenizer, "smoke-signals")
+
+
+# Qwen 3's switch, in a template of its own: thinking off opens the answer with an empty block.
+SWITCHES_THINKING = CHAT_TEMPLATE + (
+    "{% if add_generation_prompt and enable_thinking is defined and not enable_thinking %}"
+    "<think>\n\n</think>\n\n{% endif %}"
+)
+
+
+def test_the_thinking_switch_reaches_a_template_that_has_one(tmp_path: Path) -> None:
+    import openvino_genai
+
+    gguf = build_tiny_gguf(tmp_path / "switch.gguf", chat_template=SWITCHES_THINKING)
+    tokenizer = openvino_genai.Tokenizer(str(gguf))
+    chat = read_chat_format(tokenizer)
+    messages = [{"role": "user", "content": "hello"}]
+
+    def rendered(thinking: bool | None) -> str:
+        return render_prompt(tokenizer, GenerationRequest(messages=messages, thinking=thinking),
+                             chat)  # fmt: skip
+
+    assert rendered(False).endswith("<think>\n\n</think>\n\n")
+    assert "<think>" not in rendered(True) and rendered(None) == rendered(True)

@@ -115,17 +115,38 @@ def test_structured_output_follows_the_schema(claude: anthropic.Anthropic) -> No
     jsonschema.validate(json.loads(message.content[0].text), schema)
 
 
+def test_what_claude_code_sends_to_a_model_that_is_not_claude(claude: anthropic.Anthropic) -> None:
+    """System turns inside `messages`, adaptive thinking, a tool description of many
+    kilobytes, and `?beta=true`: each was a 400 before."""
+    workflow = {**WEATHER, "name": "Workflow", "description": "Runs a workflow. " * 1200}
+    assert len(workflow["description"]) > 18_000
+    messages = [*CAPITAL, {"role": "assistant", "content": "Paris."},
+                {"role": "system", "content": "<system-reminder>Answer briefly.</system-reminder>"},
+                {"role": "user", "content": "And of Italy?"}]  # fmt: skip
+    for thinking in ({"type": "adaptive"}, {"type": "enabled", "budget_tokens": 1024},
+                     {"type": "disabled"}):  # fmt: skip
+        message = claude.messages.create(
+            model=MODEL, max_tokens=8, messages=messages, tools=[workflow],  # type: ignore[arg-type]
+            thinking=thinking, system="You are a coding agent.",  # type: ignore[arg-type]
+            extra_body=GREEDY, extra_query={"beta": "true"},
+        )  # fmt: skip
+        assert message.usage.input_tokens > 4000 and message.stop_reason in (
+            "max_tokens",
+            "end_turn",
+        )
+
+
 @pytest.mark.parametrize(
     ("body", "status"),
     [
         ({"model": MODEL, "messages": CAPITAL}, 400),  # max_tokens is required
         ({"model": MODEL, "max_tokens": "many", "messages": CAPITAL}, 400),
-        ({"model": MODEL, "max_tokens": 8, "messages": [{"role": "system", "content": "x"}]}, 400),
+        ({"model": MODEL, "max_tokens": 8, "messages": [{"role": "tool", "content": "x"}]}, 400),
+        ({"model": MODEL, "max_tokens": 8, "messages": [{"role": "system", "content": [
+            {"type": "tool_result", "tool_use_id": "call_1", "content": "x"}]}]}, 400),
         ({"model": MODEL, "max_tokens": 8, "messages": CAPITAL, "temperature": 1.5}, 400),
         ({"model": MODEL, "max_tokens": 8, "messages": [{"role": "user", "content": [
             {"type": "image", "source": {"type": "base64", "data": ""}}]}]}, 400),
-        ({"model": MODEL, "max_tokens": 8, "messages": CAPITAL,
-          "thinking": {"type": "enabled", "budget_tokens": 1024}}, 400),
         ({"model": MODEL, "max_tokens": 8, "messages": CAPITAL, "tools": [WEATHER],
           "tool_choice": {"type": "tool", "name": "nope"}}, 400),
         ({"model": "no-such-model", "max_tokens": 8, "messages": CAPITAL}, 404),

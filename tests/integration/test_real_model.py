@@ -277,6 +277,10 @@ def test_one_token_over_the_window_is_each_dialects_context_error(
     assert chat.value.code == "context_length_exceeded"
     assert f"maximum context length is {WINDOW} tokens" in chat.value.message
     assert f"resulted in {WINDOW + 1} tokens" in chat.value.message
+    with pytest.raises(openai.BadRequestError) as responses:
+        qwen.responses.create(model=MODEL, input=text)
+    assert responses.value.code == "context_length_exceeded"
+    assert f"resulted in {WINDOW + 1} tokens" in responses.value.message
     with pytest.raises(anthropic.BadRequestError) as too_long:
         claude.messages.create(model=MODEL, max_tokens=16, messages=messages)  # type: ignore[arg-type]
     assert too_long.value.body["error"]["message"] == (  # type: ignore[index]

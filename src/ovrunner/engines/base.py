@@ -133,6 +133,9 @@ class GenerationRequest:
     sampling: SamplingParams = field(default_factory=SamplingParams)
     # The tools offered to the model, for chat `messages` only.
     tools: ToolSpec | None = None
+    # Whether a reasoning model should think first (its template's `enable_thinking`); None:
+    # the model's own default. Templates that know no such switch ignore it.
+    thinking: bool | None = None
 
     def __post_init__(self) -> None:
         if (self.prompt is None) == (self.messages is None):

@@ -63,14 +63,16 @@ InputBlock = TextBlock | ToolUseBlock | ToolResultBlock | ThinkingBlock
 
 class MessageParam(BaseModel):
     model_config = _Open
-    role: Literal["user", "assistant"]
+    # `system` is not Anthropic's own, but Claude Code sends such turns to every model that is
+    # not Claude (system reminders mid-conversation), with no setting to stop it.
+    role: Literal["user", "assistant", "system"]
     content: str | list[InputBlock] = Field(min_length=0)
 
 
 class Tool(BaseModel):
     model_config = _Open
     name: str = Field(pattern=FUNCTION_NAME)
-    description: str | None = Field(None, max_length=8192)
+    description: str | None = None  # as long as clients write them (Claude Code's: 18,780)
     input_schema: dict[str, Any]
     type: Literal["custom"] | None = None
 

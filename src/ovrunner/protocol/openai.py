@@ -90,7 +90,7 @@ class ChatMessage(BaseModel):
 class FunctionDefinition(BaseModel):
     model_config = ConfigDict(extra="allow")
     name: str = Field(pattern=FUNCTION_NAME)
-    description: str | None = Field(None, max_length=8192)
+    description: str | None = None  # bounded by the body cap only, as clients need
     parameters: dict[str, Any] | None = None
     strict: bool | None = None
 

@@ -63,7 +63,7 @@ class FunctionToolParam(BaseModel):
     model_config = _Open
     type: Literal["function"]
     name: str = Field(pattern=FUNCTION_NAME)
-    description: str | None = Field(None, max_length=8192)
+    description: str | None = None  # bounded by the body cap only, as clients need
     parameters: dict[str, Any] | None = None
     strict: bool | None = None
 

@@ -67,7 +67,9 @@ _STOP_REASONS: dict[str | None, StopReason] = {
 
 def template_messages(system: str | None, messages: list[MessageParam]) -> list[dict[str, Any]]:
     """Anthropic turns as the chat templates' messages: `tool_use` blocks become the
-    assistant's `tool_calls`, `tool_result` blocks `tool` turns; thinking is not resent."""
+    assistant's `tool_calls`, `tool_result` blocks `tool` turns, a `system` turn (Claude
+    Code's, anywhere in the conversation) a system message where it stands; thinking is not
+    resent."""
     out: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
     for i, message in enumerate(messages):
         if isinstance(message.content, str):
@@ -75,8 +77,8 @@ def template_messages(system: str | None, messages: list[MessageParam]) -> list[
             continue
         texts, calls, results = [], [], []
         for j, block in enumerate(message.content):
-            wrong_turn = (isinstance(block, ToolUseBlock) and message.role == "user") or (
-                isinstance(block, ToolResultBlock) and message.role == "assistant"
+            wrong_turn = (isinstance(block, ToolUseBlock) and message.role != "assistant") or (
+                isinstance(block, ToolResultBlock) and message.role != "user"
             )
             if wrong_turn:
                 raise InvalidValueError(
@@ -92,7 +94,9 @@ def template_messages(system: str | None, messages: list[MessageParam]) -> list[
                                 "content": block.text()})  # fmt: skip
             elif block.type == "text":
                 texts.append(block.text)
-        if message.role == "assistant":
+        if message.role == "system":
+            out.append({"role": "system", "content": "".join(texts)})
+        elif message.role == "assistant":
             turn: dict[str, Any] = {"role": "assistant", "content": "".join(texts)}
             if calls:
                 turn["tool_calls"] = calls
@@ -131,12 +135,6 @@ def tool_spec(tools: list[Tool] | None, choice: AnthropicToolChoice | None) -> T
 
 
 def generation_request(body: MessageCreateParams) -> GenerationRequest:
-    if body.thinking is not None and body.thinking.type != "disabled":
-        raise UnsupportedParameterError(
-            "extended thinking cannot be switched on here: a reasoning model's thinking "
-            "arrives as thinking blocks by itself",
-            param="thinking",
-        )
     output_format = body.output_config.format if body.output_config else None
     tools = tool_spec(body.tools, body.tool_choice)
     if output_format is not None and tools is not None and tools.calling:
@@ -161,6 +159,9 @@ def generation_request(body: MessageCreateParams) -> GenerationRequest:
         messages=template_messages(body.system_text(), body.messages),
         sampling=sampling,
         tools=tools,
+        # Honoured by a reasoning model's template (`enable_thinking`), whose thinking then
+        # arrives as thinking blocks; a model that does not think is not changed by it.
+        thinking=None if body.thinking is None else body.thinking.type != "disabled",
     )
 
 

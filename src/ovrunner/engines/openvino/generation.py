@@ -185,9 +185,10 @@ def render_prompt(tokenizer: Any, request: GenerationRequest, chat: ChatFormat) 
     if request.prompt is not None:
         return request.prompt
     messages, tools = template_input(request.messages or [], request.tools, chat)
+    extra = {} if request.thinking is None else {"enable_thinking": request.thinking}
     try:
         return str(tokenizer.apply_chat_template(messages, add_generation_prompt=True,
-                                                 tools=tools))  # fmt: skip
+                                                 tools=tools, extra_context=extra))  # fmt: skip
     except RuntimeError as exc:  # the template's own refusal (raise_exception) or its failure
         raise InvalidRequestError(
             f"the model's chat template rejected these messages: {exc}", param="messages"
