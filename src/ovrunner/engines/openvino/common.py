@@ -9,6 +9,8 @@ import functools
 import logging
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -225,18 +227,22 @@ def mend_tokenizer(directory: Path) -> None:
 
 def _build_from_gguf(genai: Any, model: ModelRef, directory: Path,
                      properties: dict[str, Any]) -> Any:  # fmt: skip
-    """Build the GGUF's tokenizer IR in a staging directory, lift its cap, load it from
-    there (the engine process may write its own, capped, copy beside the model meanwhile),
-    and keep it in the store where the store is writable."""
+    """Build the GGUF's tokenizer IR in a staging directory, in a process of its own
+    (`tokenizer_ir.build_from_gguf`), load it from there (the engine process may write its
+    own, capped, copy beside the model meanwhile), and keep it in the store where the store
+    is writable."""
     try:
         staging = Path(tempfile.mkdtemp(prefix=".tokenizer-", dir=directory))
         keep = True
     except OSError:  # a read-only store: build it in a scratch directory, keep nothing
         staging, keep = Path(tempfile.mkdtemp(prefix="ovrunner-tokenizer-")), False
     try:
-        (staging / model.path.name).symlink_to(model.path.resolve())
-        genai.Tokenizer(str(staging / model.path.name), enable_save_ov_model=True)
-        tokenizer_ir.untruncate(staging)
+        built = subprocess.run(
+            [sys.executable, "-m", "ovrunner.engines.openvino.tokenizer_ir", str(model.path),
+             str(staging)], capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if built.returncode != 0:
+            raise RuntimeError(f"the tokenizer could not be built: {built.stderr[-2000:]}")
         tokenizer = genai.Tokenizer(str(staging), **properties)
         if keep:
             for name in sorted(model_files.TOKENIZER_FILES, key=lambda n: n.endswith(".xml")):

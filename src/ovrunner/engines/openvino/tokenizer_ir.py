@@ -16,9 +16,11 @@ window must come back whole, whatever shape the graph has.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import math
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -115,3 +117,31 @@ def check_whole(tokenizer: Any, window: int, model_id: str) -> None:
 
 def _count(tokenizer: Any, text: str) -> int:
     return int(tokenizer.encode(text, add_special_tokens=False).input_ids.shape[1])
+
+
+def build_from_gguf(gguf: Path, directory: Path) -> None:
+    """Save the tokenizer and detokenizer IR that OpenVINO GenAI builds from `gguf` in
+    `directory`, its cap lifted. Run as a process of its own (`main`): the build holds the GIL
+    for its whole 2-4 s, which would stall the server's event loop, probes included."""
+    import openvino_genai
+
+    link = directory / gguf.name
+    link.symlink_to(gguf.resolve())
+    try:
+        openvino_genai.Tokenizer(str(link), enable_save_ov_model=True)
+    finally:
+        link.unlink()
+    untruncate(directory)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Save a GGUF's tokenizer IR, uncapped")
+    parser.add_argument("gguf", type=Path)
+    parser.add_argument("directory", type=Path)
+    args = parser.parse_args(argv)
+    build_from_gguf(args.gguf, args.directory)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
