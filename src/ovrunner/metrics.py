@@ -62,7 +62,7 @@ class Metrics:
         )  # fmt: skip
         self.inter_token_seconds = Histogram(
             "ovrunner_inter_token_latency_seconds",
-            "Time per generated token between streamed deltas of a request",
+            "Time between a request's generated tokens, counted per token",
             ["model"], buckets=_TOKEN_BUCKETS, registry=self.registry,
         )  # fmt: skip
         self.queue_wait_seconds = Histogram(
@@ -84,15 +84,23 @@ class Metrics:
         self.generated_tokens.labels(model).inc(completion_tokens)
 
     def token_meter(self, model: str) -> Callable[[int, float | None], None]:
-        """Count a request's tokens as they stream: `meter(tokens, seconds_per_token)`, the
-        labelled series looked up once per request, not once per delta."""
+        """Count a request's tokens as they stream: `meter(tokens, gap)`, the labelled series
+        looked up once per request, not once per delta.
+
+        Inter-token latency is counted per token, as vLLM counts it: the first of the
+        tokens that arrive together waited `gap` since the request's previous token (None
+        for a request's first token, whose wait is its time to first token), the others
+        arrived with it, 0 s later. So a request of n tokens counts n - 1 gaps, whatever
+        its deltas held, and the gaps add up to its time from first token to last."""
         generated = self.generated_tokens.labels(model)
         gaps = self.inter_token_seconds.labels(model)
 
-        def meter(tokens: int, seconds_per_token: float | None) -> None:
+        def meter(tokens: int, gap: float | None) -> None:
             generated.inc(tokens)
-            if seconds_per_token is not None:
-                gaps.observe(seconds_per_token)
+            if gap is not None:
+                gaps.observe(gap)
+            for _ in range(tokens - 1):
+                gaps.observe(0.0)
 
         return meter
 

@@ -80,13 +80,12 @@ class Generation:
 
     def _count(self, delta: GenerationDelta) -> GenerationDelta:
         """Generated tokens reach /metrics as they stream (a long answer is no late burst),
-        with the gap per token since the previous delta (inter-token latency)."""
+        with their gaps since the previous token (inter-token latency, `Metrics.token_meter`)."""
         generated = self.tally.completion_tokens()
         new = generated - self._counted
         if new > 0:
             now = time.perf_counter()
-            gap = (now - self._counted_at) / new if self._counted else None
-            self._meter(new, gap)
+            self._meter(new, now - self._counted_at if self._counted else None)
             self._counted, self._counted_at = generated, now
         return delta
 
