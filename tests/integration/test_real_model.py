@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import anthropic
+import httpx
 import jsonschema
 import ollama
 import openai
@@ -254,6 +255,21 @@ def test_a_20k_token_prompt_is_answered_from_its_first_line_in_every_dialect(
                                      max_tokens=12, extra_body={"temperature": 0})  # fmt: skip
     assert message.usage.input_tokens == prompt_tokens
     assert ACCESS_CODE in message.content[0].text  # type: ignore[union-attr]
+
+
+def test_a_client_that_hangs_up_during_a_long_prefill_cancels_it(
+    qwen_server: ServerProcess,
+) -> None:
+    """No response has begun while a 20,000-token prompt is read (half a minute or more on
+    two cores), so only the connection tells that the client is gone. Assumed: the engine
+    drops the request at its next step, well within 10 s of the hang-up."""
+    body = {"model": MODEL, "stream": True, "max_tokens": 8,
+            "messages": [{"role": "user", "content": filler(1600, seed=23)}]}  # fmt: skip
+    with pytest.raises(httpx.ReadTimeout):
+        with httpx.stream("POST", f"{qwen_server.base_url}/v1/chat/completions", json=body,
+                          timeout=3.0) as response:  # fmt: skip
+            response.read()
+    qwen_server.wait_idle(timeout=10.0)
 
 
 def test_one_token_over_the_window_is_each_dialects_context_error(

@@ -162,7 +162,7 @@ def test_status_and_ps_commands(server: ServerProcess) -> None:
     status = ovrunner("status")
     assert status.returncode == 0 and "openvino" in status.stdout and "running" in status.stdout
     runners = json.loads(ovrunner("ps", "--json").stdout)
-    assert [(r["model"], r["state"]) for r in runners] == [(MODEL, "ready")]
+    assert [(r["model"], r["state"]) for r in runners] == [(MODEL, "ready")], runners
     assert "smollm2-135m" in ovrunner("ps").stdout
 
 

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass, field
-from typing import TypeVar
 
 from pydantic import BaseModel
 from sse_starlette import EventSourceResponse
 from starlette.requests import Request
 
 from ovrunner.engines.base import GenerationDelta, TokenLogprob
-from ovrunner.errors import ClientDisconnectedError
 from ovrunner.protocol.openai import (
     ChatCompletionChunk,
     ChatCompletionChunkChoice,
@@ -30,10 +26,8 @@ from ovrunner.protocol.openai import (
     Usage,
 )
 from ovrunner.routes.chat_tools import delta_calls
-from ovrunner.routes.serving import Generation
+from ovrunner.routes.serving import Generation, unless_disconnected
 from ovrunner.streaming import sse_response
-
-T = TypeVar("T")
 
 
 @dataclass
@@ -103,32 +97,6 @@ def streamed(request: Request, generation: Generation,
     """`chunks` as SSE; the generation is closed once the response is over, however it ends."""
     grace = request.app.state.settings.shutdown_grace_s
     return sse_response(chunks, grace, on_close=generation.aclose)
-
-
-async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
-    """Await `work`, cancelling it as soon as the client hangs up.
-
-    A non-streamed answer sends nothing until it is complete, so without this a client that
-    gave up would keep its generation running (and its batch slot taken) to the end.
-    """
-    task = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(_disconnected(request))
-    try:
-        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        watcher.cancel()
-    if not task.done():
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        raise ClientDisconnectedError("the client closed the connection")
-    return task.result()
-
-
-async def _disconnected(request: Request) -> None:
-    # The body has been read, so the next ASGI message can only be the disconnect.
-    while (await request.receive())["type"] != "http.disconnect":
-        pass
 
 
 def chat_logprobs(logprobs: list[TokenLogprob] | tuple[TokenLogprob, ...]) -> ChoiceLogprobs:

@@ -34,11 +34,10 @@ from ovrunner.protocol.responses import (
     ResponseCreateParams,
 )
 from ovrunner.response_store import ResponseStore, StoredResponse
-from ovrunner.routes.answers import unless_disconnected
 from ovrunner.routes.body import parse_body
 from ovrunner.routes.chat_tools import function_tool, unique_names
 from ovrunner.routes.response_events import Item, ResponseOutput, new_id
-from ovrunner.routes.serving import Generation, start_generation
+from ovrunner.routes.serving import Generation, start_generation, unless_disconnected
 from ovrunner.streaming import sse_response
 from ovrunner.tools.spec import ToolChoice, ToolSpec
 

@@ -11,21 +11,53 @@ refused, cancelled, disconnected before its first chunk or failed leaves `in_use
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable
+from typing import TypeVar
 
 from starlette.requests import Request
 
 from ovrunner.engines.base import GenerationDelta, GenerationRequest, Mode, ModelRef
-from ovrunner.errors import WrongModeError
+from ovrunner.errors import ClientDisconnectedError, WrongModeError
 from ovrunner.lifecycle import Lease, Lifecycle
 from ovrunner.metrics import Metrics
 from ovrunner.protocol.openai import Usage
 from ovrunner.tools.output import OutputParser
 
 log = logging.getLogger(__name__)
+
+
+T = TypeVar("T")
+
+
+async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
+    """Await `work`, cancelling it as soon as the client hangs up.
+
+    Nothing is sent before the first delta, and a non-streamed answer nothing until it is
+    complete, so without this a client that gave up would keep its prefill or its whole
+    generation running (and its batch slot taken) to the end.
+    """
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+    if not task.done():
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        raise ClientDisconnectedError("the client closed the connection")
+    return task.result()
+
+
+async def _disconnected(request: Request) -> None:
+    # The body has been read, so the next ASGI message can only be the disconnect.
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 class UsageTally:
@@ -131,7 +163,9 @@ async def start_generation(
     try:
         deltas = runner.generate(generation)
         try:
-            first = await anext(deltas)
+            # A long prompt's prefill takes seconds to minutes before the first delta, with
+            # no response begun: a client that hangs up meanwhile cancels it there and then.
+            first = await unless_disconnected(request, anext(deltas))
         except StopAsyncIteration:
             first = None
     except BaseException:

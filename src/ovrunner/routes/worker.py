@@ -20,8 +20,8 @@ from ovrunner.jobs import JobPresets, JobResult, check_bounds, job_target, run_j
 from ovrunner.lifecycle import Lifecycle
 from ovrunner.protocol.openai import Usage
 from ovrunner.protocol.worker import Timing, WorkerRequest, WorkerResponse
-from ovrunner.routes.answers import unless_disconnected
 from ovrunner.routes.body import parse_body
+from ovrunner.routes.serving import unless_disconnected
 from ovrunner.settings import Settings
 
 
