@@ -287,6 +287,7 @@ def test_one_token_over_the_window_is_each_dialects_context_error(
     # " river" is one token: pad the text to exactly one token over the window.
     text += " river" * (WINDOW + 1 - tokens(text))
     assert tokens(text) == WINDOW + 1
+    assert qwen.models.retrieve(MODEL).model_extra["context_window"] == WINDOW  # type: ignore[index]
     messages = [{"role": "user", "content": text}]
     with pytest.raises(openai.BadRequestError) as chat:
         qwen.chat.completions.create(model=MODEL, messages=messages)  # type: ignore[arg-type]

@@ -20,6 +20,9 @@ def test_models_list_has_the_embedded_model(client: openai.OpenAI) -> None:
     assert MODEL in [m.id for m in models.data]
     model = next(m for m in models.data if m.id == MODEL)
     assert model.object == "model" and model.owned_by
+    # The window the server holds prompts to, under its own name and vLLM's.
+    assert model.model_extra is not None
+    assert model.model_extra["context_window"] == model.model_extra["max_model_len"] == 8192
 
 
 def test_plain_chat_completion_answers_coherently(client: openai.OpenAI) -> None:

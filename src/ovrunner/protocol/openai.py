@@ -220,6 +220,10 @@ class Model(BaseModel):
     architecture: str | None = None
     # ovrunner's: completion (chat and text), embedding or reranking.
     mode: str = "completion"
+    # The tokens a request may hold, prompt and answer together (its input, for an encoder);
+    # `max_model_len` is the same number under vLLM's name, which agents and routers read.
+    context_window: int | None = None
+    max_model_len: int | None = None
 
 
 class ModelList(BaseModel):

@@ -61,11 +61,13 @@ def _model_object(request: Request, model: ModelRef) -> Model:
     store: ModelStore = request.app.state.store
     engine = request.app.state.registry.get(model.engine)
     try:
-        architecture = engine.describe(model).architecture
+        info = engine.describe(model)
+        architecture, window = info.architecture, info.context_window
     except Exception:  # noqa: BLE001 - a model list never fails on one unreadable model
-        architecture = None
+        architecture, window = None, None
     return Model(id=model.id, created=store.created(model.id), owned_by=OWNER,
-                 architecture=architecture, mode=model.mode.value)  # fmt: skip
+                 architecture=architecture, mode=model.mode.value, context_window=window,
+                 max_model_len=window)  # fmt: skip
 
 
 def _sampling(
