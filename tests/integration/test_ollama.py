@@ -34,7 +34,9 @@ def test_list_show_and_ps_describe_the_models(client: ollama.Client) -> None:
     client.chat(model=MODEL, messages=CAPITAL, options={"num_predict": 1})
     [loaded] = [m for m in client.ps().models if m.model == MODEL]
     assert loaded.size > 0 and loaded.expires_at is not None
-    assert httpx.get(f"{client._client.base_url}/api/version").json()["version"]
+    version = httpx.get(f"{client._client.base_url}/api/version").json()
+    # What Codex --oss asks of an Ollama server (>= 0.13.4), and ovrunner's own beside it.
+    assert tuple(map(int, version["version"].split("."))) >= (0, 13, 4) and version["ovrunner"]
 
 
 def test_chat_whole_and_streamed_agree(client: ollama.Client) -> None:

@@ -93,8 +93,14 @@ async def ps(request: Request) -> JSONResponse:
     return JSONResponse({"models": list(models.values())})
 
 
+# The Ollama release whose API this one serves, as clients read `version`: Codex's `--oss`
+# mode needs 0.13.4 or newer (Ollama's `/v1/responses`, which ovrunner has), and refused
+# ovrunner's own 0.1.0. No higher than that: a client may gate newer features on it.
+OLLAMA_API_VERSION = "0.13.4"
+
+
 async def version(request: Request) -> JSONResponse:
-    return JSONResponse({"version": __version__})
+    return JSONResponse({"version": OLLAMA_API_VERSION, "ovrunner": __version__})
 
 
 async def delete(request: Request) -> Response:
