@@ -160,3 +160,33 @@ def test_the_thinking_switch_reaches_a_template_that_has_one(tmp_path: Path) -> 
 
     assert rendered(False).endswith("<think>\n\n</think>\n\n")
     assert "<think>" not in rendered(True) and rendered(None) == rendered(True)
+
+
+def test_ollama_think_and_anthropic_thinking_reach_the_template(tmp_path: Path) -> None:
+    """Seen in the prompt's token count: thinking switched off adds the empty block."""
+    store = ModelStore(tmp_path / "store")
+    gguf = build_tiny_gguf(tmp_path / "switch.gguf", chat_template=SWITCHES_THINKING)
+    store.add(gguf, "switch", engine="openvino", source="test",
+              context_window=lambda ref: model_files.describe(ref).context_window)  # fmt: skip
+    app = create_app(Settings(store_dir=tmp_path / "store", model="switch"))
+    with TestClient(app, base_url="http://localhost") as client:
+
+        def ollama_prompt_tokens(**think: object) -> int:
+            answer = client.post("/api/chat", json={
+                "model": "switch", "stream": False, "options": {"num_predict": 1},
+                "messages": [{"role": "user", "content": "hello"}], **think})  # fmt: skip
+            assert answer.status_code == 200, answer.text
+            return int(answer.json()["prompt_eval_count"])
+
+        def anthropic_input_tokens(thinking: str) -> int:
+            answer = client.post("/v1/messages", json={
+                "model": "switch", "max_tokens": 1, "thinking": {"type": thinking},
+                "messages": [{"role": "user", "content": "hello"}]})  # fmt: skip
+            assert answer.status_code == 200, answer.text
+            return int(answer.json()["usage"]["input_tokens"])
+
+        plain = ollama_prompt_tokens()
+        assert ollama_prompt_tokens(think=False) > plain
+        assert ollama_prompt_tokens(think=True) == ollama_prompt_tokens(think="high") == plain
+        assert anthropic_input_tokens("disabled") == ollama_prompt_tokens(think=False)
+        assert anthropic_input_tokens("adaptive") == anthropic_input_tokens("enabled") == plain

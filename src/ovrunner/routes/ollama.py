@@ -212,8 +212,8 @@ async def chat(request: Request) -> Response:
     if not body.messages:  # Ollama's way to load a model
         return await _load_only(request, body.model, body.keep_alive, key="message")
     generation = GenerationRequest(messages=template_messages(body.messages),
-                                   sampling=sampling(body),
-                                   tools=_tool_spec(body))  # fmt: skip
+                                   sampling=sampling(body), tools=_tool_spec(body),
+                                   thinking=_thinking(body.think))  # fmt: skip
     started = await start_generation(request, body.model, generation,
                                      keep_alive=_keep_alive(body.keep_alive))  # fmt: skip
     clock.first_token()
@@ -231,11 +231,18 @@ async def generate(request: Request) -> Response:
     else:  # Ollama templates a prompt as one user turn, after the system prompt if any
         turns = [{"role": "system", "content": body.system}] if body.system else []
         turns.append({"role": "user", "content": body.prompt})
-        generation = GenerationRequest(messages=turns, sampling=sampling(body))
+        generation = GenerationRequest(messages=turns, sampling=sampling(body),
+                                       thinking=_thinking(body.think))  # fmt: skip
     started = await start_generation(request, body.model, generation,
                                      keep_alive=_keep_alive(body.keep_alive))  # fmt: skip
     clock.first_token()
     return await _answer(request, body.model, started, clock, stream=body.stream, key="response")
+
+
+def _thinking(think: bool | str | None) -> bool | None:
+    """Ollama's `think` as the template's `enable_thinking`: a level (low, medium, high)
+    asks for thinking; a template without the switch ignores it."""
+    return None if think is None else think is not False
 
 
 async def _load_only(request: Request, model: str, keep_alive: str | float | None,
