@@ -162,7 +162,7 @@ def test_the_thinking_switch_reaches_a_template_that_has_one(tmp_path: Path) -> 
     assert "<think>" not in rendered(True) and rendered(None) == rendered(True)
 
 
-def test_ollama_think_and_anthropic_thinking_reach_the_template(tmp_path: Path) -> None:
+def test_every_dialects_thinking_switch_reaches_the_template(tmp_path: Path) -> None:
     """Seen in the prompt's token count: thinking switched off adds the empty block."""
     store = ModelStore(tmp_path / "store")
     gguf = build_tiny_gguf(tmp_path / "switch.gguf", chat_template=SWITCHES_THINKING)
@@ -190,3 +190,20 @@ def test_ollama_think_and_anthropic_thinking_reach_the_template(tmp_path: Path) 
         assert ollama_prompt_tokens(think=True) == ollama_prompt_tokens(think="high") == plain
         assert anthropic_input_tokens("disabled") == ollama_prompt_tokens(think=False)
         assert anthropic_input_tokens("adaptive") == anthropic_input_tokens("enabled") == plain
+
+        def openai_prompt_tokens(**extra: object) -> int:
+            answer = client.post("/v1/chat/completions", json={
+                "model": "switch", "max_tokens": 1,
+                "messages": [{"role": "user", "content": "hello"}], **extra})  # fmt: skip
+            assert answer.status_code == 200, answer.text
+            return int(answer.json()["usage"]["prompt_tokens"])
+
+        off = ollama_prompt_tokens(think=False)
+        assert openai_prompt_tokens(chat_template_kwargs={"enable_thinking": False}) == off
+        assert openai_prompt_tokens(reasoning_effort="none") == off
+        assert openai_prompt_tokens(reasoning_effort="high") == openai_prompt_tokens() == plain
+        refused = client.post("/v1/chat/completions", json={
+            "model": "switch", "messages": [{"role": "user", "content": "hello"}],
+            "chat_template_kwargs": {"messages": []}})  # fmt: skip
+        assert refused.status_code == 400
+        assert refused.json()["error"]["param"] == "chat_template_kwargs.messages"

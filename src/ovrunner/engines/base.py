@@ -11,7 +11,7 @@ from __future__ import annotations
 import abc
 import functools
 import importlib.metadata
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -136,6 +136,8 @@ class GenerationRequest:
     # Whether a reasoning model should think first (its template's `enable_thinking`); None:
     # the model's own default. Templates that know no such switch ignore it.
     thinking: bool | None = None
+    # Further variables for the chat template (a client's `chat_template_kwargs`).
+    template_kwargs: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if (self.prompt is None) == (self.messages is None):

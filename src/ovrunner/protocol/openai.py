@@ -181,6 +181,10 @@ class ChatCompletionRequest(_SamplingFields):
     # The deprecated spelling of the same: `functions` and `function_call`.
     functions: list[FunctionDefinition] | None = Field(None, max_length=MAX_TOOLS)
     function_call: Literal["none", "auto"] | NamedFunction | None = None
+    # Reasoning: OpenAI's effort, and the variables vLLM and llama.cpp hand the chat template
+    # (`extra_body`; Qwen 3's `enable_thinking` above all).
+    reasoning_effort: Literal["none", "minimal", "low", "medium", "high"] | None = None
+    chat_template_kwargs: dict[str, Any] | None = Field(None, max_length=32)
 
     @property
     def token_limit(self) -> int | None:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from ovrunner.engines.base import GenerationRequest, ModelRef, SamplingParams
-from ovrunner.errors import ModelNotFoundError, UnsupportedParameterError
+from ovrunner.errors import InvalidValueError, ModelNotFoundError, UnsupportedParameterError
 from ovrunner.lifecycle import parse_keep_alive
 from ovrunner.protocol.openai import (
     ChatCompletion,
@@ -68,6 +69,23 @@ def _model_object(request: Request, model: ModelRef) -> Model:
     return Model(id=model.id, created=store.created(model.id), owned_by=OWNER,
                  architecture=architecture, mode=model.mode.value, context_window=window,
                  max_model_len=window)  # fmt: skip
+
+
+# What a chat template is rendered with already: a client's variable must not replace it.
+_TEMPLATE_OWN = frozenset({"messages", "tools", "add_generation_prompt", "bos_token", "eos_token"})
+
+
+def _template_kwargs(body: ChatCompletionRequest) -> dict[str, Any] | None:
+    """`chat_template_kwargs`, and `reasoning_effort` as templates that read it (gpt-oss's)
+    take it."""
+    kwargs = dict(body.chat_template_kwargs or {})
+    for key in kwargs:
+        if key in _TEMPLATE_OWN:
+            raise InvalidValueError(f"{key!r} is the chat template's own variable",
+                                    param=f"chat_template_kwargs.{key}")  # fmt: skip
+    if body.reasoning_effort is not None:
+        kwargs.setdefault("reasoning_effort", body.reasoning_effort)
+    return kwargs or None
 
 
 def _sampling(
@@ -135,6 +153,8 @@ async def create_chat_completion(request: Request) -> Response:
             body, logprobs=bool(body.logprobs), response_format=body.response_format
         ),  # fmt: skip
         tools=tool_spec(body),
+        thinking=None if body.reasoning_effort is None else body.reasoning_effort != "none",
+        template_kwargs=_template_kwargs(body),
     )
     started = await start_generation(request, body.model, generation,
                                      keep_alive=_keep_alive(body))  # fmt: skip

@@ -185,7 +185,9 @@ def render_prompt(tokenizer: Any, request: GenerationRequest, chat: ChatFormat) 
     if request.prompt is not None:
         return request.prompt
     messages, tools = template_input(request.messages or [], request.tools, chat)
-    extra = {} if request.thinking is None else {"enable_thinking": request.thinking}
+    extra = dict(request.template_kwargs or {})
+    if request.thinking is not None:
+        extra.setdefault("enable_thinking", request.thinking)
     try:
         return str(tokenizer.apply_chat_template(messages, add_generation_prompt=True,
                                                  tools=tools, extra_context=extra))  # fmt: skip
