@@ -202,6 +202,12 @@ def test_every_dialects_thinking_switch_reaches_the_template(tmp_path: Path) -> 
         assert openai_prompt_tokens(chat_template_kwargs={"enable_thinking": False}) == off
         assert openai_prompt_tokens(reasoning_effort="none") == off
         assert openai_prompt_tokens(reasoning_effort="high") == openai_prompt_tokens() == plain
+        for effort, tokens in (("none", off), ("low", plain)):
+            answer = client.post("/v1/responses", json={
+                "model": "switch", "input": "hello", "max_output_tokens": 1,
+                "reasoning": {"effort": effort, "summary": "auto"}})  # fmt: skip
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["usage"]["input_tokens"] == tokens
         refused = client.post("/v1/chat/completions", json={
             "model": "switch", "messages": [{"role": "user", "content": "hello"}],
             "chat_template_kwargs": {"messages": []}})  # fmt: skip

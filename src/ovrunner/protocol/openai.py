@@ -169,6 +169,14 @@ class _SamplingFields(_Request):
         return self.max_tokens
 
 
+ReasoningEffort = Literal["none", "minimal", "low", "medium", "high"]
+
+
+def thinking_for(effort: ReasoningEffort | None) -> bool | None:
+    """OpenAI's reasoning effort as a thinking switch: `none` turns thinking off."""
+    return None if effort is None else effort != "none"
+
+
 class ChatCompletionRequest(_SamplingFields):
     messages: list[ChatMessage] = Field(min_length=1, max_length=MAX_MESSAGES)
     max_completion_tokens: int | None = Field(None, ge=1, le=MAX_TOKEN_COUNT)
@@ -183,7 +191,7 @@ class ChatCompletionRequest(_SamplingFields):
     function_call: Literal["none", "auto"] | NamedFunction | None = None
     # Reasoning: OpenAI's effort, and the variables vLLM and llama.cpp hand the chat template
     # (`extra_body`; Qwen 3's `enable_thinking` above all).
-    reasoning_effort: Literal["none", "minimal", "low", "medium", "high"] | None = None
+    reasoning_effort: ReasoningEffort | None = None
     chat_template_kwargs: dict[str, Any] | None = Field(None, max_length=32)
 
     @property

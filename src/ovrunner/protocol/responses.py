@@ -7,7 +7,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ovrunner.protocol.openai import FUNCTION_NAME, MAX_MESSAGES, MAX_TOKEN_COUNT, MAX_TOOLS
+from ovrunner.protocol.openai import (
+    FUNCTION_NAME,
+    MAX_MESSAGES,
+    MAX_TOKEN_COUNT,
+    MAX_TOOLS,
+    ReasoningEffort,
+)
 
 _Open = ConfigDict(extra="allow", allow_inf_nan=False)
 
@@ -87,6 +93,11 @@ class TextConfig(BaseModel):
     format: TextFormat | None = None
 
 
+class ReasoningParam(BaseModel):
+    model_config = _Open
+    effort: ReasoningEffort | None = None  # `summary`: accepted; thinking comes whole
+
+
 class ResponseCreateParams(BaseModel):
     model_config = _Open
     model: str
@@ -105,6 +116,7 @@ class ResponseCreateParams(BaseModel):
     parallel_tool_calls: bool = True
     metadata: dict[str, str] | None = Field(None, max_length=16)
     truncation: Literal["disabled"] | None = None  # "auto" would cut the input: refused
+    reasoning: ReasoningParam | None = None
     # Sampling extensions (`extra_body`), as on chat completions.
     top_k: int | None = Field(None, ge=0, le=MAX_TOKEN_COUNT)
     min_p: float | None = Field(None, ge=0, le=1)

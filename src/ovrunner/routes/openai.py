@@ -25,6 +25,7 @@ from ovrunner.protocol.openai import (
     ResponseFormat,
     new_id,
     now,
+    thinking_for,
 )
 from ovrunner.routes import answers
 from ovrunner.routes.body import parse_body
@@ -153,7 +154,7 @@ async def create_chat_completion(request: Request) -> Response:
             body, logprobs=bool(body.logprobs), response_format=body.response_format
         ),  # fmt: skip
         tools=tool_spec(body),
-        thinking=None if body.reasoning_effort is None else body.reasoning_effort != "none",
+        thinking=thinking_for(body.reasoning_effort),
         template_kwargs=_template_kwargs(body),
     )
     started = await start_generation(request, body.model, generation,

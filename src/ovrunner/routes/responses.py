@@ -25,6 +25,7 @@ from ovrunner.errors import (
     OvrunnerError,
     UnsupportedParameterError,
 )
+from ovrunner.protocol.openai import thinking_for
 from ovrunner.protocol.responses import (
     FunctionCallItem,
     FunctionCallOutputItem,
@@ -142,8 +143,10 @@ def generation_request(body: ResponseCreateParams, items: list[Item]) -> Generat
         top_k=body.top_k, min_p=body.min_p, seed=body.seed, ignore_eos=body.ignore_eos,
         json_schema=_json_schema(body, tools),
     )  # fmt: skip
+    effort = body.reasoning.effort if body.reasoning is not None else None
     return GenerationRequest(messages=template_messages(body.instructions, items),
-                             sampling=sampling, tools=tools)  # fmt: skip
+                             sampling=sampling, tools=tools, thinking=thinking_for(effort),
+                             template_kwargs={"reasoning_effort": effort} if effort else None)  # fmt: skip
 
 
 # -- answers ----------------------------------------------------------------------------------
