@@ -50,7 +50,7 @@ class RawPipeline:
         model = ModelRef(MODEL, gguf, ModelFormat.GGUF, "openvino")
         # The server's first load saved its IR in `model_dir`: the same files open here.
         assert gguf.parent == model_dir, "the IR lies beside the GGUF in the store"
-        self.pipe = open_pipeline(PipelineSpec(model, "CPU", kv_cache_gb=1, cache_dir=None))
+        self.pipe = open_pipeline(PipelineSpec(model, "CPU", kv_cache_gb=1.0, cache_dir=None))
         self.tokenizer = self.pipe.get_tokenizer()
 
     def run(self, texts: list[str], max_tokens: int) -> Sample:

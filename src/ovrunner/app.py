@@ -65,11 +65,11 @@ def default_registry(settings: Settings) -> EngineRegistry:
 
 
 async def _preload(lifecycle: Lifecycle, settings: Settings, jobs: JobPresets) -> None:
-    """Load the default model's runners: the plain one and each its jobs decode on (the
-    summary job's prompt-lookup runner), so no first request waits for a load."""
-    for engine, lookup in preloaded_runners(jobs, settings):
+    """Load the default model's runner on each engine its chat and jobs use, so no first
+    request waits for a load (a prompt-lookup runner loads on first use: `preloaded_runners`)."""
+    for engine in preloaded_runners(jobs, settings):
         try:
-            await lifecycle.runner_for(settings.model, engine=engine, prompt_lookup=lookup)
+            await lifecycle.runner_for(settings.model, engine=engine)
         except OvrunnerError as exc:
             # A broken model must not keep the server (and its other models) down: the
             # error is reported now and again to each request for that model.

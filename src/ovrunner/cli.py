@@ -240,9 +240,12 @@ def _ps(args: argparse.Namespace) -> int:
         until = "forever" if r["keep_alive_s"] is None else (
             "in use" if r["in_use"] else time.strftime("%H:%M:%S", time.localtime(r["expires_at"]))
             if r["expires_at"] else "-")  # fmt: skip
-        rows.append([r["model"], r["engine"], r["device"] or "-", r["state"],
-                     _size(r["memory_bytes"]), until])  # fmt: skip
-    _table(["MODEL", "ENGINE", "DEVICE", "STATE", "MEMORY", "UNTIL"], rows)
+        holds = r["holds"]
+        rows.append([r["model"], r["engine"], r["decoding"], r["device"] or "-", r["state"],
+                     _size(holds["weights_bytes"]), _size(holds["kv_cache_bytes"]),
+                     _size(holds["process_resident_bytes"]), until])  # fmt: skip
+    _table(["MODEL", "ENGINE", "DECODING", "DEVICE", "STATE", "WEIGHTS", "KV CACHE", "RESIDENT",
+            "UNTIL"], rows)  # fmt: skip
     return 0
 
 

@@ -28,6 +28,7 @@ from typing import Any
 from ovrunner.engines.base import ModelFormat, ModelRef
 from ovrunner.engines.openvino.gguf_to_ir import GgufSummary, inspect_gguf
 from ovrunner.errors import ConversionFailedError, ConversionMemoryError
+from ovrunner.host_memory import available_memory
 from ovrunner.store import ModelStore, detect_format
 
 log = logging.getLogger(__name__)
@@ -102,18 +103,6 @@ def check_memory(summary: GgufSummary, path: Path) -> None:
             f"{available / 2**30:.1f} GiB is available; free memory (unload models with "
             "`POST /engines/unload`) or convert it on a larger machine and import the IR"
         )
-
-
-def available_memory() -> int | None:
-    """MemAvailable from /proc/meminfo, in bytes (None where there is none)."""
-    try:
-        with open("/proc/meminfo") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
 
 
 def remove_abandoned(store: ModelStore) -> None:

@@ -241,13 +241,15 @@ def job_target(preset: JobPreset, settings: Settings) -> tuple[str, str]:
     return engine, settings.model
 
 
-def preloaded_runners(presets: JobPresets, settings: Settings) -> list[tuple[str, bool]]:
-    """The runners of the default model that its jobs use, (engine, prompt lookup) each,
-    the plain `openvino` runner first: what `--preload` loads, so that no first job waits."""
-    wanted = {("openvino", False)}
+def preloaded_runners(presets: JobPresets, settings: Settings) -> list[str]:
+    """The engines whose runner of the default model `--preload` loads, so that no first chat
+    or job waits: `openvino` first, and the NPU engine where a job of the default model runs
+    there. A job's prompt-lookup runner is not among them: it is a second copy of the weights
+    (OpenVINO GenAI compiles a lookup pipeline of its own), so it loads on the first job that
+    asks for it and leaves with its keep-alive (SPEC section 18)."""
+    wanted = {"openvino"}
     for name in presets.names():
-        preset = presets.get(name)
-        engine, model = job_target(preset, settings)
+        engine, model = job_target(presets.get(name), settings)
         if model == settings.model:
-            wanted.add((engine, preset.prompt_lookup and engine == "openvino"))
-    return sorted(wanted, key=lambda runner: (runner != ("openvino", False), runner))
+            wanted.add(engine)
+    return sorted(wanted, key=lambda engine: (engine != "openvino", engine))

@@ -31,6 +31,7 @@ from ovrunner.errors import (
     ModelNotServedError,
     QueueFullError,
 )
+from ovrunner.host_memory import resident_bytes
 from ovrunner.store import ModelStore
 
 log = logging.getLogger(__name__)
@@ -95,6 +96,16 @@ class RunnerSlot:
     @property
     def key(self) -> SlotKey:
         return (self.engine, self.model.id, self.model.prompt_lookup)
+
+    def holdings(self) -> dict[str, int | None]:
+        """What the runner holds in memory: its weights (the files it loads), the KV cache its
+        pipeline reserved, and the resident set of its engine process (None where it runs in
+        the server's own, as the NPU engine does, or before it is up)."""
+        stats = self.runner.stats() if self.runner is not None else None
+        pid = getattr(stats, "engine_pid", None)
+        return {"weights_bytes": self.memory_bytes,
+                "kv_cache_bytes": getattr(stats, "kv_cache_bytes", None),
+                "process_resident_bytes": resident_bytes(pid) if pid else None}  # fmt: skip
 
 
 class Lease:

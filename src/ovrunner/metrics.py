@@ -129,6 +129,12 @@ class _LiveCollector(Collector):
         cache_bytes = GaugeMetricFamily("ovrunner_kv_cache_bytes",
                                         "Size of a runner's KV cache",
                                         labels=["model", "decoding"])  # fmt: skip
+        weights = GaugeMetricFamily("ovrunner_runner_weights_bytes",
+                                    "Size of the model files a runner loaded",
+                                    labels=["model", "engine", "decoding"])  # fmt: skip
+        resident = GaugeMetricFamily("ovrunner_runner_resident_bytes",
+                                     "Resident memory of a runner's engine process",
+                                     labels=["model", "engine", "decoding"])  # fmt: skip
         assisted = [CounterMetricFamily(f"ovrunner_assisted_{kind}_tokens", text,
                                         labels=["model", "decoding"])
                     for kind, text in (("proposed", ASSISTED_PROPOSED), ("accepted", ASSISTED_ACCEPTED))]  # fmt: skip
@@ -139,6 +145,12 @@ class _LiveCollector(Collector):
                 continue
             stats = slot.runner.stats()
             labels = [slot.model.id, slot.model.decoding]
+            holds = slot.holdings()
+            weights.add_metric([slot.model.id, slot.engine, slot.model.decoding],
+                               holds["weights_bytes"] or 0)  # fmt: skip
+            if holds["process_resident_bytes"] is not None:
+                resident.add_metric([slot.model.id, slot.engine, slot.model.decoding],
+                                    holds["process_resident_bytes"])  # fmt: skip
             for kind in ("running", "waiting"):
                 queue.add_metric([slot.model.id, slot.engine, slot.model.decoding, kind],
                                  getattr(stats, kind))  # fmt: skip
@@ -157,7 +169,7 @@ class _LiveCollector(Collector):
                 busy.add_metric([counter.name], counter.read_us())
             except Exception:  # noqa: BLE001 - an absent device has no reading
                 continue
-        return [loaded, queue, busy, cache, cache_bytes, *assisted]
+        return [loaded, queue, busy, cache, cache_bytes, weights, resident, *assisted]
 
 
 class _RouterGauges(Collector):

@@ -43,7 +43,13 @@ class Settings(BaseSettings):
         default_factory=default_store_dir, description="Where models and caches are kept."
     )
     device: str = Field("CPU", description="OpenVINO device for the `openvino` engine.")
-    kv_cache_gb: int = Field(1, ge=1, description="KV-cache size per runner, in GB.")
+    kv_cache_gb: float | None = Field(
+        None,
+        gt=0,
+        description="KV-cache size per runner, in GB; unset: room for two of the model's "
+        "context windows (at least 16,384 tokens), within 40 percent of the memory available when "
+        "the runner loads.",
+    )
     inference_precision: Literal["auto", "f32", "bf16", "f16"] = Field(
         "auto",
         description="Precision the `openvino` engine computes in; `auto`: f32 on CPU (measured "

@@ -177,6 +177,14 @@ def test_ps_shows_keep_alive_and_memory(client: TestClient) -> None:
                   if r["model"] == TINY and r["engine"] == "openvino")  # fmt: skip
     assert runner["state"] == "ready" and runner["keep_alive_s"] == 600
     assert runner["expires_at"] > runner["since"] and runner["memory_bytes"] > 0
+    # What it holds: the weights it loaded, the KV cache its pipeline reserved, its process.
+    holds = runner["holds"]
+    assert holds["weights_bytes"] == runner["memory_bytes"]
+    assert holds["kv_cache_bytes"] == runner["stats"]["kv_cache_bytes"] > 0
+    assert holds["process_resident_bytes"] > 50 * 2**20  # up and measured: OpenVINO alone is more
+    metrics = client.get("/metrics").text
+    assert f'ovrunner_runner_resident_bytes{{decoding="plain",engine="openvino",model="{TINY}"}}' \
+        in metrics  # fmt: skip
 
 
 def test_store_routes(client: TestClient, tiny_gguf: Path) -> None:

@@ -297,3 +297,29 @@ def test_an_admission_window_starts_a_burst_in_one_step(
         assert runner.stats().max_batch == 2
     finally:
         runner.close()
+
+
+def test_the_kv_cache_is_sized_from_the_window_as_planned(
+    tiny_model: ModelRef, tmp_path: Path
+) -> None:
+    """The pipeline reserves exactly the planned cache: the plan's block size and its count
+    of elements per token (read from the graph) are OpenVINO GenAI's own. f16, so that the
+    bytes per element are known on any CPU."""
+    from ovrunner.engines.openvino import kv_cache
+
+    copy = tmp_path / "m.gguf"
+    copy.write_bytes(tiny_model.path.read_bytes())
+    model = ModelRef("m", copy, ModelFormat.GGUF, "openvino")
+    tuning = EngineTuning(kv_cache_precision="f16")
+    elements = kv_cache.elements_per_token_gguf(copy)
+    for _ in range(2):  # built from the GGUF, then from the IR the first load saved
+        runner = OpenVINOEngine().load(model, LoadConfig(tuning=tuning))
+        try:
+            asyncio.run(collect(runner, raw("the quick")))
+            reserved = runner.stats().kv_cache_bytes
+        finally:
+            runner.close()
+        assert kv_cache.elements_per_token(tmp_path / model_files.IR_XML) == elements
+        planned = kv_cache.plan(elements=elements, window=CONTEXT_LENGTH, device="CPU",
+                                precision="f16", size_gb=None, available=None)  # fmt: skip
+        assert reserved == planned.bytes, (reserved, planned)

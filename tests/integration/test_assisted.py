@@ -47,7 +47,6 @@ def test_an_assisted_model_answers_as_the_plain_one(
         assert answer(client, model, prompt) == answer(client, "tiny", prompt)
     ps = httpx.get(f"{server.base_url}/engines/ps").json()["runners"]
     runners = {(r["model"], r["decoding"]): r for r in ps}
-    # `tiny`'s own prompt-lookup runner (for its summary job) is preloaded beside it.
     assert ("tiny", "plain") in runners and (model, decoding) in runners
     stats = runners[(model, decoding)]["stats"]
     assert stats["assisted_steps"] > 0 and stats["assisted_proposed"] > 0

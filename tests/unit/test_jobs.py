@@ -84,7 +84,7 @@ def test_titles_are_one_line_of_eight_words(presets: JobPresets) -> None:
     assert shape_text(presets.get("summary"), "  line one\nline two ") == "line one\nline two"
 
 
-def test_preload_covers_every_runner_the_default_models_jobs_use(
+def test_preload_loads_one_copy_of_the_default_models_weights_per_engine(
     presets: JobPresets, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from ovrunner import jobs
@@ -92,10 +92,14 @@ def test_preload_covers_every_runner_the_default_models_jobs_use(
 
     monkeypatch.setattr(jobs, "npu_present", lambda: False)
     settings = Settings(store_dir=tmp_path)
-    # The plain runner first; the summary job's prompt-lookup runner too.
-    assert preloaded_runners(presets, settings) == [("openvino", False), ("openvino", True)]
+    # The plain runner only: the summary job's prompt-lookup runner would be a second copy
+    # of the weights, so it loads on the first summary job instead.
+    assert preloaded_runners(presets, settings) == ["openvino"]
     elsewhere = tmp_path / "jobs.toml"
     elsewhere.write_text('[jobs.summary]\nprompt = "{input}"\ndefault_max_new_tokens = 8\n'
                          'prompt_lookup = true\nmodel = "other"\n')  # fmt: skip
     # A job on another model is that model's business: not the default model's preload.
-    assert preloaded_runners(JobPresets.load(elsewhere), settings) == [("openvino", False)]
+    assert preloaded_runners(JobPresets.load(elsewhere), settings) == ["openvino"]
+    # Where an NPU is present the default model's `auto` jobs run there: its runner too.
+    monkeypatch.setattr(jobs, "npu_present", lambda: True)
+    assert preloaded_runners(presets, settings) == ["openvino", "openvino-npu"]

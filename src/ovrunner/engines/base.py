@@ -262,8 +262,9 @@ class EngineTuning:
 @dataclass(frozen=True)
 class LoadConfig:
     device: str = "CPU"
-    # KV-cache size in GB for continuous batching; bounds the cache's memory.
-    kv_cache_gb: int = 1
+    # KV-cache size in GB for continuous batching, bounding the cache's memory; None: sized
+    # from the model's window and the memory available (`engines/openvino/kv_cache.py`).
+    kv_cache_gb: float | None = None
     max_queue: int = 64
     cache_dir: Path | None = None
     # An engine that fails this many times within the window is not restarted again.

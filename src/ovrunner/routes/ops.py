@@ -111,6 +111,7 @@ async def engines_ps(request: Request) -> JSONResponse:
                 "keep_alive_s": None if slot.keep_alive < 0 else slot.keep_alive,
                 "expires_at": slot.expires_at,
                 "memory_bytes": slot.memory_bytes,
+                "holds": slot.holdings(),
                 "stats": dataclasses.asdict(runner.stats()) if runner else None,
             }
         )

@@ -89,9 +89,8 @@ class OpenVINOEngine(OpenVINOFamily):
             return load_encoder(model, config, properties)
         info = self.describe(model)
         mend_tokenizer(tokenizer_dir(model))
-        spec = PipelineSpec(
-            model, config.device, config.kv_cache_gb, config.cache_dir, config.tuning
-        )
+        spec = PipelineSpec(model, config.device, config.kv_cache_gb, config.cache_dir,
+                            config.tuning, info.context_window)  # fmt: skip
         level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
 
         window = config.tuning.admission_window_ms / 1000
