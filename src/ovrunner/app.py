@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import logging
+import shutil
+import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -47,7 +51,7 @@ from ovrunner.routes import (
 )
 from ovrunner.security import ApiKeyGuard, BodyLimit, HostGuard, encoder_body_bytes
 from ovrunner.settings import Settings
-from ovrunner.store import ModelStore
+from ovrunner.store import ModelStore, writable
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +101,23 @@ def load_config(settings: Settings) -> LoadConfig:
     )
 
 
+def with_state_dir(settings: Settings) -> Settings:
+    """The settings with `state_dir` decided: the store while it is writable, else a private
+    temporary directory, removed at exit (a serving process must not write into a store that
+    other replicas read)."""
+    if settings.state_dir is not None:
+        return settings
+    if writable(settings.store_dir):
+        return settings.model_copy(update={"state_dir": settings.store_dir})
+    private = Path(tempfile.mkdtemp(prefix="ovrunner-state-"))
+    atexit.register(shutil.rmtree, private, ignore_errors=True)
+    log.warning("the store %s is read-only: this process writes under %s (set state_dir to "
+                "keep its compile cache and Responses database)", settings.store_dir, private)  # fmt: skip
+    return settings.model_copy(update={"state_dir": private})
+
+
 def create_app(settings: Settings, registry: EngineRegistry | None = None) -> Starlette:
+    settings = with_state_dir(settings)
     registry = registry or default_registry(settings)
     store = ModelStore(settings.store_dir)
     metrics = Metrics()
@@ -150,7 +170,7 @@ def create_app(settings: Settings, registry: EngineRegistry | None = None) -> St
     app.state.jobs = JobPresets.load(settings.jobs_file)
     app.state.responses = open_response_store(
         settings.responses_db,
-        settings.store_dir,
+        settings.state_dir or settings.store_dir,
         Bounds(settings.responses_kept, settings.responses_kept_mb << 20,
                settings.responses_kept_days * 86400),
     )  # fmt: skip

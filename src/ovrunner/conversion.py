@@ -70,6 +70,7 @@ def add_model(
     on_progress: OnProgress | None = None,
 ) -> ModelRef:
     """Add `path` (a GGUF file or an IR directory) to the store as `model_id`."""
+    store.require_writable()  # before any work on the file: a shared store is read-only
     if detect_format(path) is not ModelFormat.GGUF:
         return store.add(path, model_id, engine=engine, source=source,
                          context_window=context_window)  # fmt: skip

@@ -149,6 +149,14 @@ class HostNotAllowedError(OvrunnerError):
     code = "host_not_allowed"
 
 
+class StoreReadOnlyError(OvrunnerError):
+    """The model store cannot be changed: it is mounted read-only (replicas sharing one)."""
+
+    status_code = 403
+    type = "invalid_request_error"
+    code = "store_read_only"
+
+
 class NotFoundError(OvrunnerError):
     status_code = 404
     type = "invalid_request_error"

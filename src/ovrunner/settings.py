@@ -42,6 +42,13 @@ class Settings(BaseSettings):
     store_dir: Path = Field(
         default_factory=default_store_dir, description="Where models and caches are kept."
     )
+    state_dir: Path | None = Field(
+        None,
+        description="Where this process writes: OpenVINO's compile cache and the default "
+        "Responses database. Unset: the store directory while it is writable; beside a "
+        "read-only store (replicas sharing one volume), a directory of the process's own under "
+        "the system's temporary directory, gone with it.",
+    )
     device: str = Field("CPU", description="OpenVINO device for the `openvino` engine.")
     kv_cache_gb: float | None = Field(
         None,
@@ -156,7 +163,7 @@ class Settings(BaseSettings):
     # The bounded NPU engine and the worker jobs.
     responses_db: str | None = Field(
         None,
-        description="Where Responses API answers are kept: unset, SQLite in the store directory; "
+        description="Where Responses API answers are kept: unset, SQLite in the state directory (`state_dir`); "
         "sqlite:///PATH; postgresql://USER@HOST/DB (shared by replicas); memory (lost at exit).",
         pattern=r"^(postgres(ql)?://.*|sqlite:///.+|memory)$",
         repr=False,  # a URL may carry a password
@@ -239,7 +246,7 @@ class Settings(BaseSettings):
 
     @property
     def compile_cache_dir(self) -> Path:
-        return self.store_dir / "compile-cache"
+        return (self.state_dir or self.store_dir) / "compile-cache"
 
     @classmethod
     def settings_customise_sources(

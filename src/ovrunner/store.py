@@ -29,11 +29,22 @@ from ovrunner.errors import (
     ModelLoadFailedError,
     ModelNotFoundError,
     OvrunnerError,
+    StoreReadOnlyError,
 )
 
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
+
+
+def writable(directory: Path) -> bool:
+    """Whether this process may write in `directory`, or create it (its nearest existing
+    parent decides): false on a read-only mount, whoever the process is."""
+    while not directory.exists() and directory.parent != directory:
+        directory = directory.parent
+    return os.access(directory, os.W_OK)
+
+
 _MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?$")
 
 
@@ -143,12 +154,22 @@ class ModelStore:
         size = sum(disk_size(p) for p in self._dir(model_id).iterdir() if p.name != MANIFEST)
         return {**asdict(manifest), "size_bytes": size, "context_window": window}
 
+    def require_writable(self) -> None:
+        """A 403 naming the store when models cannot be added or removed: replicas share a
+        store mounted read-only, and it is changed where it is written from."""
+        if not writable(self.root):
+            raise StoreReadOnlyError(
+                f"the model store {self.root} is read-only here: add and remove models where "
+                "it is mounted writable"
+            )
+
     def remove(self, model_id: str) -> None:
         """Delete a stored model and its files (for the embedded model: its link and IR).
         Works on a damaged entry too, so it can be cleaned up."""
         directory = self._dir(model_id)
         if not directory.is_dir():
             raise ModelNotFoundError(f"The model {model_id!r} does not exist", param="model")
+        self.require_writable()
         dependants = self._dependants(model_id)
         if dependants:
             raise InvalidRequestError(
@@ -228,7 +249,9 @@ class ModelStore:
         return manifest.ref(target)
 
     def ensure_free(self, model_id: str) -> Path:
-        """The directory `model_id` would have; a 400 if a model has that id already."""
+        """The directory `model_id` would have; a 400 if a model has that id already, a 403
+        if the store cannot take one."""
+        self.require_writable()
         target = self._dir(model_id)
         if target.exists() or model_id in EMBEDDED:
             raise InvalidRequestError(f"the model {model_id!r} already exists", param="name")

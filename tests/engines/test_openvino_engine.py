@@ -323,3 +323,32 @@ def test_the_kv_cache_is_sized_from_the_window_as_planned(
         planned = kv_cache.plan(elements=elements, window=CONTEXT_LENGTH, device="CPU",
                                 precision="f16", size_gb=None, available=None)  # fmt: skip
         assert reserved == planned.bytes, (reserved, planned)
+
+
+def test_a_loaded_engine_does_not_hold_the_weight_files_pages(
+    tiny_model: ModelRef, tmp_path: Path
+) -> None:
+    """The first inference ran at load (the CPU plugin repacked the weights on it) with the
+    weight file's pages shed: the engine process holds the repacked copy, not the file too."""
+    copy = tmp_path / "m.gguf"
+    copy.write_bytes(tiny_model.path.read_bytes())
+    model = ModelRef("m", copy, ModelFormat.GGUF, "openvino")
+    OpenVINOEngine().load(model, LoadConfig()).close()  # saves the IR the next load maps
+    runner = OpenVINOEngine().load(model, LoadConfig())
+    assert isinstance(runner, OpenVINORunner)
+    try:
+        weights = str((tmp_path / model_files.IR_BIN).resolve())
+        resident_kib, mapped_kib, inside = 0, 0, False
+        with open(f"/proc/{runner.stats().engine_pid}/smaps") as smaps:
+            for line in smaps:
+                fields = line.split()
+                if ":" not in fields[0]:  # a mapping's first line: range, perms, ..., path
+                    inside = len(fields) == 6 and fields[5] == weights
+                elif inside and fields[0] == "Rss:":
+                    resident_kib += int(fields[1])
+                elif inside and fields[0] == "Size:":
+                    mapped_kib += int(fields[1])
+    finally:
+        runner.close()
+    assert mapped_kib > 0, "the engine maps its weight file"
+    assert resident_kib < mapped_kib / 2, (resident_kib, mapped_kib)

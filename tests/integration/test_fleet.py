@@ -1,5 +1,6 @@
-"""A fleet, for real on loopback: three `ovrunner serve` replicas sharing a PostgreSQL for
-stored Responses answers, behind LiteLLM's proxy and behind nginx, as users deploy it."""
+"""A fleet, for real on loopback: three `ovrunner serve` replicas on one read-only model store,
+sharing a PostgreSQL for stored Responses answers, behind LiteLLM's proxy and behind nginx,
+as users deploy it."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import pytest
 from tests.support.cli import store_with_tiny
 from tests.support.gateways import LITELLM_KEY, litellm_proxy, nginx
 from tests.support.postgres import PostgresCluster
+from tests.support.read_only import read_only_view
 from tests.support.server import ServerProcess, free_port
 
 REPLICAS = 3
@@ -29,15 +31,17 @@ COOLDOWN_REQUESTS = 120
 
 @dataclass
 class Fleet:
-    stores: list[Path]
+    store: Path  # one store, read-only to every replica, as a shared model volume
+    workdir: Path  # what the test itself writes: replica logs, the gateways' files
     database: str
     ports: list[int] = field(default_factory=lambda: [free_port() for _ in range(REPLICAS)])
     replicas: list[ServerProcess] = field(default_factory=list)
 
     def start(self, index: int, *, wait: bool = True) -> ServerProcess:
-        replica = ServerProcess(self.stores[index], "--model", "tiny", "--preload",
+        replica = ServerProcess(self.store, "--model", "tiny", "--preload",
                                 "--shutdown-grace-s", "30", port=self.ports[index],
-                                env={"OVRUNNER_RESPONSES_DB": self.database})  # fmt: skip
+                                env={"OVRUNNER_RESPONSES_DB": self.database},
+                                log_dir=self.workdir)  # fmt: skip
         if index < len(self.replicas):
             self.replicas[index] = replica
         else:
@@ -59,17 +63,21 @@ class Fleet:
 def fleet(
     tmp_path_factory: pytest.TempPathFactory, tiny_gguf: Path, postgres: PostgresCluster
 ) -> Iterator[Fleet]:
-    # A store each, as pods have: replicas sharing one would race on OpenVINO's compile cache.
-    stores = [store_with_tiny(tmp_path_factory.mktemp("fleet-store"), tiny_gguf)
-              for _ in range(REPLICAS)]  # fmt: skip
-    fleet = Fleet(stores, postgres.create_database("fleet"))
-    for index in range(REPLICAS):
-        fleet.start(index, wait=False)
-    for replica in fleet.replicas:
-        replica.wait_ready()
-    yield fleet
-    for replica in fleet.replicas:
-        replica.stop()
+    # One store for all, mounted read-only, as operators mount one model volume into many
+    # pods: what a replica writes (its compile cache, staging) goes to a directory of its own.
+    store = store_with_tiny(tmp_path_factory.mktemp("fleet-store"), tiny_gguf)
+    workdir = tmp_path_factory.mktemp("fleet-work")
+    with read_only_view(store, tmp_path_factory.mktemp("fleet-volume")) as volume:
+        fleet = Fleet(volume, workdir, postgres.create_database("fleet"))
+        for index in range(REPLICAS):
+            fleet.start(index, wait=False)
+        try:
+            for replica in fleet.replicas:
+                replica.wait_ready()
+            yield fleet
+        finally:
+            for replica in fleet.replicas:
+                replica.stop()
 
 
 @pytest.fixture
@@ -141,7 +149,7 @@ def test_litellm_proxy_carries_60_streams_through_a_sigkilled_replica(healed: Fl
     """Every stream ends (none hangs). One the killed replica had not started answering is
     retried on another and completes; one it was answering ends with an error, since tokens
     already sent cannot be taken back (LiteLLM falls back only before the first chunk)."""
-    workdir = healed.stores[0] / "litellm"
+    workdir = healed.workdir / "litellm"
     workdir.mkdir(exist_ok=True)
     proxy = litellm_proxy(workdir, healed.urls(), "tiny")
     try:
@@ -166,6 +174,23 @@ def test_litellm_proxy_carries_60_streams_through_a_sigkilled_replica(healed: Fl
         assert all(o.finish in ("stop", "length") for o in outcomes if not o.error)
     finally:
         proxy.stop()
+
+
+def test_replicas_serve_from_one_read_only_store(fleet: Fleet) -> None:
+    """Each writes under a directory of its own; adding a model there is a clear 403."""
+    before = sorted(str(p.relative_to(fleet.store)) for p in fleet.store.rglob("*"))
+    caches = set()
+    for url in fleet.urls():
+        health = httpx.get(f"{url}/healthz").json()
+        assert health["loaded"] is True
+        caches.add(health["cache_dir"])
+        assert not health["cache_dir"].startswith(str(fleet.store))
+        refused = httpx.post(f"{url}/models/import", json={"path": str(fleet.store / "models" / "tiny" / "model"),
+                                                         "name": "x"})  # fmt: skip
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["error"]["code"] == "store_read_only"
+    assert len(caches) == REPLICAS
+    assert sorted(str(p.relative_to(fleet.store)) for p in fleet.store.rglob("*")) == before
 
 
 def test_previous_response_id_continues_on_another_replica(fleet: Fleet) -> None:
@@ -258,7 +283,7 @@ class SlowUpload:
 
 def test_litellm_cools_down_a_replica_that_answers_503(healed: Fleet) -> None:
     """A draining replica answers 503 + Retry-After: after it, the proxy rests it."""
-    workdir = healed.stores[0] / "litellm-cooldown"
+    workdir = healed.workdir / "litellm-cooldown"
     workdir.mkdir(exist_ok=True)
     # Random picks: least-busy prefers whichever idle replica it lists first, so it might
     # never try the draining one within the test.

@@ -165,7 +165,10 @@ def test_status_and_ps_commands(server: ServerProcess) -> None:
     status = ovrunner("status")
     assert status.returncode == 0 and "openvino" in status.stdout and "running" in status.stdout
     runners = json.loads(ovrunner("ps", "--json").stdout)
-    assert [(r["model"], r["state"]) for r in runners] == [(MODEL, "ready")], runners
+    # The plain runner; a prompt-lookup one only once a summary job (another test) asked.
+    plain = [(r["model"], r["state"]) for r in runners if r["decoding"] == "plain"]
+    assert plain == [(MODEL, "ready")], runners
+    assert {r["decoding"] for r in runners} <= {"plain", "prompt_lookup"}
     assert "smollm2-135m" in ovrunner("ps").stdout
 
 

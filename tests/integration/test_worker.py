@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import httpx
 import jsonschema
@@ -114,7 +115,9 @@ def test_healthz_has_the_worker_fields(server: ServerProcess) -> None:
     assert health["busy_counter"] == "process_cpu_time_us" and health["busy_time_us"] > 0
     assert health["max_input_chars"] == 6000
     assert health["jobs"] == ["memory_candidate", "notification", "summary", "title"]
-    assert health["model_path"] and health["cache_dir"] and health["cache_exists"] is True
+    assert health["model_path"] and health["cache_dir"]
+    # The compile cache is for the GPU and NPU (on CPU it slowed loads): it exists once used.
+    assert health["cache_exists"] is Path(health["cache_dir"]).is_dir()
 
 
 ovrunner = run_cli

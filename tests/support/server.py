@@ -28,11 +28,13 @@ class ServerProcess:
         *args: str,
         env: dict[str, str] | None = None,
         port: int | None = None,
+        log_dir: Path | None = None,  # the store's own by default; a read-only store needs one
     ) -> None:
         self.store_dir = store_dir
         self.port = port or free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
-        self.log_path = store_dir / f"server-{self.port}-{len(ServerProcess.started)}.log"
+        logs = log_dir or store_dir
+        self.log_path = logs / f"server-{self.port}-{len(ServerProcess.started)}.log"
         command = [sys.executable, "-m", "ovrunner.cli", "serve", "--port", str(self.port),
                    "--store-dir", str(store_dir), *args]  # fmt: skip
         self._log = self.log_path.open("wb")

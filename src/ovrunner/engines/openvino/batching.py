@@ -85,7 +85,8 @@ class OpenVINOEngine(OpenVINOFamily):
             # f32: on a bf16-capable CPU the default (bf16) moved vectors by up to 5e-3 at
             # the same speed (docs/benchmarks.md), and stored vectors should not depend on
             # the machine that made them.
-            properties = {**cache_properties(config.cache_dir), "INFERENCE_PRECISION_HINT": "f32"}
+            properties = {**cache_properties(config.cache_dir, config.device),
+                          "INFERENCE_PRECISION_HINT": "f32"}  # fmt: skip
             return load_encoder(model, config, properties)
         info = self.describe(model)
         mend_tokenizer(tokenizer_dir(model))

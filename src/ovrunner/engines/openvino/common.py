@@ -129,9 +129,13 @@ class CrashWindow:
         )
 
 
-def cache_properties(cache_dir: Path | None) -> dict[str, Any]:
-    """The property that keeps OpenVINO's compiled-model cache in `cache_dir`, if one is set."""
-    if cache_dir is None:
+def cache_properties(cache_dir: Path | None, device: str) -> dict[str, Any]:
+    """The property that keeps OpenVINO's compiled-model cache in `cache_dir`, if one is set,
+    for devices whose compilation is slow (GPU, NPU). Not on the CPU: there the cache made
+    loads slower (the 0.5B Qwen opened in 1.41 s from its cached blob and 1.02 s without; the
+    1.5B 3.88 s and 3.01 s) and the blob's pages stayed resident beside the weights (+130 MB at
+    the 0.5B's peak); two processes writing one cache also raced on its files."""
+    if cache_dir is None or device.split(".")[0].upper() == "CPU":
         return {}
     cache_dir.mkdir(parents=True, exist_ok=True)
     return {"CACHE_DIR": str(cache_dir)}

@@ -73,7 +73,11 @@ def elements_per_token_gguf(path: Path) -> int:
     heads = value(f"{arch}.attention.head_count")
     kv_heads = value(f"{arch}.attention.head_count_kv", heads)
     key = value(f"{arch}.attention.key_length", value(f"{arch}.embedding_length") // max(heads, 1))
-    return value(f"{arch}.block_count") * kv_heads * (key + value(f"{arch}.attention.value_length", key))
+    return (
+        value(f"{arch}.block_count")
+        * kv_heads
+        * (key + value(f"{arch}.attention.value_length", key))
+    )
 
 
 def plan(

@@ -100,7 +100,7 @@ class OpenVINONpuEngine(OpenVINOFamily):
             # "running" after a cancelled generation and refuses the next one; the stateful
             # SDPA backend behaves like the NPU's own pipeline.
             properties["ATTENTION_BACKEND"] = "SDPA"
-        properties.update(cache_properties(config.cache_dir))
+        properties.update(cache_properties(config.cache_dir, self.device))
 
         def construct(source: str, tokenizer: Any, props: dict[str, Any]) -> Any:
             if tokenizer is None:

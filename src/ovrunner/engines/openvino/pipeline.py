@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ovrunner.engines.base import EngineTuning, ModelFormat, ModelRef
-from ovrunner.engines.model_files import IR_XML
+from ovrunner.engines.model_files import IR_BIN, IR_XML
 from ovrunner.engines.openvino import kv_cache
 from ovrunner.engines.openvino.common import (
     cache_properties,
@@ -18,7 +18,8 @@ from ovrunner.engines.openvino.common import (
     open_model,
 )
 from ovrunner.engines.openvino.generation import import_genai
-from ovrunner.engines.openvino.tuning import configure_scheduler, device_properties
+from ovrunner.engines.openvino.tuning import assist_for, configure_scheduler, device_properties
+from ovrunner.engines.openvino.weight_pages import shedding
 from ovrunner.host_memory import available_memory
 
 
@@ -62,11 +63,13 @@ def open_pipeline(spec: PipelineSpec) -> Any:
         scheduler.cache_size = math.ceil(spec.kv_cache_gb or 1)
     configure_scheduler(scheduler, spec.tuning)
     device = device_properties(spec.tuning, spec.device, ir_dir_of(spec.model))
-    properties = {**cache_properties(spec.cache_dir), **device}
+    properties = {**cache_properties(spec.cache_dir, spec.device), **device}
+    weight_dirs = [ir_dir_of(spec.model)]
     if spec.model.prompt_lookup:
         properties["prompt_lookup"] = True
     elif spec.model.draft is not None:
         draft_dir = draft_ir_dir(genai, spec.model.draft)
+        weight_dirs.append(draft_dir)
         draft = device_properties(spec.tuning, spec.device, draft_dir)
         properties["draft_model"] = genai.draft_model(str(draft_dir), spec.device, **draft)
 
@@ -75,4 +78,24 @@ def open_pipeline(spec: PipelineSpec) -> Any:
             return genai.ContinuousBatchingPipeline(source, scheduler, spec.device, props)
         return genai.ContinuousBatchingPipeline(source, tokenizer, scheduler, spec.device, **props)
 
-    return open_model(genai, spec.model, properties, construct)
+    pipeline = open_model(genai, spec.model, properties, construct)
+    warm_up(genai, pipeline, spec, [d / IR_BIN for d in weight_dirs if d is not None])
+    return pipeline
+
+
+# Two tokens, not one: see `engine_main.PADDED_MAX_NEW_TOKENS` (a request ending at its first
+# token leaves the prefix cache unlike a fresh prefill).
+WARM_UP_TOKENS = 2
+
+
+def warm_up(genai: Any, pipeline: Any, spec: PipelineSpec, weight_files: list[Path]) -> None:
+    """Run the first inference now, while the weight file's pages are shed (`weight_pages`):
+    the CPU plugin repacks the weights on it, so the first request does not wait for that
+    (0.4 s on the 0.5B Qwen, 2.8 s on the 1.5B) and the process does not keep a second copy."""
+    config = genai.GenerationConfig()
+    config.max_new_tokens = WARM_UP_TOKENS
+    assist = assist_for(spec.model)
+    if assist is not None:
+        assist.apply(config)
+    with shedding(weight_files):
+        pipeline.generate(["Hello"], [config])
