@@ -19,7 +19,13 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ovrunner.busy import BusyCounter
-from ovrunner.engines.base import GenerationRequest, Runner, SamplingParams, is_npu
+from ovrunner.engines.base import (
+    GenerationRequest,
+    OutputConstraint,
+    Runner,
+    SamplingParams,
+    is_npu,
+)
 from ovrunner.engines.openvino.common import available_devices
 from ovrunner.errors import (
     BusyCounterNotMovedError,
@@ -155,11 +161,11 @@ async def run_job(
     JSON jobs are constrained to their schema where the runner enforces structured output;
     elsewhere the text is parsed and `parsed` is None when it does not parse.
     """
-    schema = None
+    constraint = None
     if preset.output == "json" and runner.capabilities.structured_output:
-        schema = json.dumps(preset.json_schema or {"type": "object"})
+        constraint = OutputConstraint.json_schema(preset.json_schema or {"type": "object"}, "job")
     sampling = SamplingParams(
-        max_tokens=max_new_tokens, temperature=preset.temperature, json_schema=schema
+        max_tokens=max_new_tokens, temperature=preset.temperature, constraint=constraint
     )
     request = GenerationRequest(messages=preset.messages(text), sampling=sampling)
     deltas = runner.generate(request)

@@ -9,7 +9,6 @@ does not hang on the near-ties of a random model.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import threading
@@ -26,6 +25,7 @@ from ovrunner.engines.base import (
     GenerationRequest,
     LoadConfig,
     ModelRef,
+    OutputConstraint,
     SamplingParams,
 )
 from ovrunner.engines.openvino.batching import OpenVINORunner
@@ -114,7 +114,7 @@ def test_a_request_that_fails_the_step_gets_the_error_and_the_others_go_on(
     """A schema the grammar compiler rejects, sent past the server's own check straight to
     the runner: the pipeline accepts it and fails the next step. The step blames the newcomer,
     so only it fails; the stream that was running is resumed and completes."""
-    bad = SamplingParams(max_tokens=8, json_schema=json.dumps({"type": "nope"}))
+    bad = SamplingParams(max_tokens=8, constraint=OutputConstraint.json_schema({"type": "nope"}))
 
     async def scenario() -> tuple[list[GenerationDelta], BaseException]:
         started = asyncio.Event()
@@ -140,7 +140,11 @@ def test_a_request_that_fails_the_step_gets_the_error_and_the_others_go_on(
     "sampling",
     [
         SamplingParams(max_tokens=200, temperature=0.7, n=2, ignore_eos=True),
-        SamplingParams(max_tokens=200, temperature=0, json_schema='{"type": "string"}'),
+        SamplingParams(
+            max_tokens=200,
+            temperature=0,
+            constraint=OutputConstraint.json_schema({"type": "string"}),
+        ),
     ],
     ids=["n=2", "structured"],
 )

@@ -16,6 +16,7 @@ from ovrunner.engines.base import (
     GenerationRequest,
     LoadConfig,
     ModelRef,
+    OutputConstraint,
     SamplingParams,
 )
 from ovrunner.engines.openvino.npu import NpuLimits, NpuRunner, OpenVINONpuEngine
@@ -130,7 +131,9 @@ def test_closing_the_stream_frees_the_device(npu_runner: NpuRunner) -> None:
 
 def test_structured_output_is_enforced(npu_runner: NpuRunner) -> None:
     schema = '{"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}'
-    sampling = SamplingParams(max_tokens=48, temperature=0, json_schema=schema)
+    sampling = SamplingParams(
+        max_tokens=48, temperature=0, constraint=OutputConstraint.json_schema(schema)
+    )
     deltas = asyncio.run(collect(npu_runner, GenerationRequest(prompt="{", sampling=sampling)))
     text = "".join(d.text for d in deltas)
     assert text.lstrip().startswith("{") and '"a"' in text

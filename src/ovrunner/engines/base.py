@@ -11,6 +11,7 @@ from __future__ import annotations
 import abc
 import functools
 import importlib.metadata
+import json
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -91,6 +92,33 @@ class ModelInfo:
     dimensions: int | None = None
 
 
+class ConstraintKind(StrEnum):
+    JSON_SCHEMA = "json_schema"
+    REGEX = "regex"
+    GRAMMAR = "grammar"  # EBNF as xgrammar reads it; llama.cpp's GBNF is one
+
+
+@dataclass(frozen=True)
+class OutputConstraint:
+    """What the whole answer must match, and the request field it came in (for errors)."""
+
+    kind: ConstraintKind
+    text: str  # the schema serialized, the expression, or the grammar
+    param: str = "response_format"
+
+    @classmethod
+    def json_schema(cls, schema: Any, param: str = "response_format") -> OutputConstraint:
+        text = schema if isinstance(schema, str) else json.dumps(schema)
+        return cls(ConstraintKind.JSON_SCHEMA, text, param)
+
+    @classmethod
+    def choice(cls, options: Sequence[str], param: str) -> OutputConstraint:
+        """Exactly one of `options`, as vLLM's `guided_choice`: a grammar of their literals
+        (JSON's string escapes are the grammar's)."""
+        literals = " | ".join(json.dumps(option, ensure_ascii=False) for option in options)
+        return cls(ConstraintKind.GRAMMAR, f"root ::= {literals}", param)
+
+
 @dataclass(frozen=True)
 class SamplingParams:
     """Engine-neutral generation settings. `None` means the engine's default."""
@@ -108,8 +136,8 @@ class SamplingParams:
     repetition_penalty: float | None = None
     min_tokens: int | None = None
     ignore_eos: bool = False
-    # A JSON schema the output must satisfy (structured output), already serialized.
-    json_schema: str | None = None
+    # What the output must match (structured output): a JSON schema, a regex, a grammar.
+    constraint: OutputConstraint | None = None
     # Report the log probability of each generated token.
     logprobs: bool = False
     # Leave the stop string that ended the answer in its text, so a front end can tell
@@ -121,7 +149,7 @@ class SamplingParams:
     @property
     def constrained(self) -> bool:
         """Whether a grammar shapes the output (its state is the pipeline's)."""
-        return self.json_schema is not None or self.tool_calls is not None
+        return self.constraint is not None or self.tool_calls is not None
 
 
 @dataclass(frozen=True)
@@ -192,9 +220,10 @@ class Capabilities:
             raise UnsupportedParameterError(
                 f"the engine {engine!r} does not report logprobs", param="logprobs"
             )
-        if sampling.json_schema is not None and not self.structured_output:
+        if sampling.constraint is not None and not self.structured_output:
+            param = sampling.constraint.param
             raise UnsupportedParameterError(
-                f"the engine {engine!r} cannot enforce response_format", param="response_format"
+                f"the engine {engine!r} cannot enforce {param}", param=param
             )
         if request.tools is not None and request.tools.calling and not self.structured_output:
             raise UnsupportedParameterError(

@@ -130,6 +130,23 @@ class ResponseFormat(BaseModel):
     json_schema: JsonSchemaFormat | None = None
 
 
+# Choices a `guided_choice` may list, and how long each may be.
+MAX_CHOICES = 1024
+
+
+class StructuredOutputs(BaseModel):
+    """vLLM's `structured_outputs`: one of a JSON schema, a regex, a choice, a grammar. Any
+    other member is refused by name (each would change what the answer may be)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    json_: dict[str, Any] | str | None = Field(None, alias="json")
+    regex: str | None = None
+    choice: list[str] | None = Field(None, min_length=1, max_length=MAX_CHOICES)
+    grammar: str | None = None
+    json_object: bool | None = None
+    backend: str | None = None  # which compiler: only ever xgrammar here, the answer is alike
+
+
 class _SamplingFields(_Request):
     model: str
     max_tokens: int | None = Field(None, ge=1, le=MAX_TOKEN_COUNT)
@@ -154,6 +171,17 @@ class _SamplingFields(_Request):
     logit_bias: dict[str, float] | None = None
     # How long the model stays loaded after this request, as Ollama spells it ("5m", 0, -1).
     keep_alive: str | float | None = None
+    # What the answer must match, as vLLM (`guided_*`, `structured_outputs`) and llama.cpp
+    # (`grammar`, `json_schema`) name it: honoured, one a request (`routes/constraints.py`).
+    guided_json: dict[str, Any] | str | None = None
+    guided_regex: str | None = None
+    guided_choice: list[str] | None = Field(None, min_length=1, max_length=MAX_CHOICES)
+    guided_grammar: str | None = None
+    structured_outputs: StructuredOutputs | None = None
+    grammar: str | None = None
+    json_schema: dict[str, Any] | None = None
+    # vLLM's whitespace rule inside guided JSON: refused, the compiler has its own.
+    guided_whitespace_pattern: str | None = None
 
     def stop_list(self) -> tuple[str, ...]:
         if self.stop is None:

@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from ovrunner.engines.base import GenerationRequest, SamplingParams
+from ovrunner.engines.base import GenerationRequest, OutputConstraint, SamplingParams
 from ovrunner.errors import Dialect, InvalidValueError, UnsupportedParameterError
 from ovrunner.lifecycle import Lifecycle
 from ovrunner.protocol.anthropic import (
@@ -143,7 +143,9 @@ def generation_request(body: MessageCreateParams) -> GenerationRequest:
             param="output_config.format",
         )
     sampling = SamplingParams(
-        json_schema=json.dumps(output_format.schema_) if output_format is not None else None,
+        constraint=None
+        if output_format is None
+        else OutputConstraint.json_schema(output_format.schema_, "output_config.format"),
         max_tokens=body.max_tokens,
         temperature=body.temperature,
         top_p=body.top_p,

@@ -8,7 +8,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from ovrunner.errors import InvalidValueError, UnsupportedParameterError
+from ovrunner.errors import InvalidValueError
 from ovrunner.protocol.openai import (
     ChatCompletionRequest,
     ChatTool,
@@ -54,14 +54,7 @@ def tool_spec(body: ChatCompletionRequest) -> ToolSpec | None:
         mode = ToolChoice.REQUIRED
     else:
         mode = ToolChoice(choice or "auto")
-    spec = ToolSpec(tools, mode, function, parallel=body.parallel_tool_calls and not deprecated)
-    if spec.calling and body.response_format is not None and body.response_format.type != "text":
-        raise UnsupportedParameterError(
-            "response_format cannot be combined with tool calls: send tool_choice none, or "
-            "describe the answer's shape as a tool",
-            param="response_format",
-        )
-    return spec
+    return ToolSpec(tools, mode, function, parallel=body.parallel_tool_calls and not deprecated)
 
 
 def _definitions(body: ChatCompletionRequest) -> tuple[Sequence[FunctionDefinition], str]:

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from ovrunner.engines.base import GenerationRequest, SamplingParams, TokenLogprob
+from ovrunner.engines.base import GenerationRequest, OutputConstraint, SamplingParams, TokenLogprob
 from ovrunner.errors import UnsupportedParameterError
 from ovrunner.lifecycle import Lifecycle, parse_keep_alive
 from ovrunner.protocol.embeddings import EmbeddingCreateRequest
@@ -61,14 +61,16 @@ def sampling(body: ChatRequest | GenerateRequest) -> SamplingParams:
         presence_penalty=options.presence_penalty,
         frequency_penalty=options.frequency_penalty,
         ignore_eos=options.ignore_eos,
-        json_schema=_json_schema(body.format),
+        constraint=_constraint(body.format),
     )
 
 
-def _json_schema(format: Format | None) -> str | None:
+def _constraint(format: Format | None) -> OutputConstraint | None:
     if not format:
         return None
-    return json.dumps({"type": "object"} if format == "json" else format)
+    return OutputConstraint.json_schema(
+        {"type": "object"} if format == "json" else format, "format"
+    )
 
 
 def template_messages(messages: list[ChatMessage]) -> list[dict[str, Any]]:

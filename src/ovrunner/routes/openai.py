@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from ovrunner.engines.base import GenerationRequest, ModelRef, SamplingParams
+from ovrunner.engines.base import GenerationRequest, ModelRef, OutputConstraint, SamplingParams
 from ovrunner.errors import InvalidValueError, ModelNotFoundError, UnsupportedParameterError
 from ovrunner.lifecycle import parse_keep_alive
 from ovrunner.protocol.openai import (
@@ -22,7 +21,6 @@ from ovrunner.protocol.openai import (
     CompletionRequest,
     Model,
     ModelList,
-    ResponseFormat,
     new_id,
     now,
     thinking_for,
@@ -30,6 +28,7 @@ from ovrunner.protocol.openai import (
 from ovrunner.routes import answers
 from ovrunner.routes.body import parse_body
 from ovrunner.routes.chat_tools import message_calls, tool_spec
+from ovrunner.routes.constraints import output_constraint
 from ovrunner.routes.serving import start_generation
 from ovrunner.store import ModelStore
 
@@ -93,7 +92,7 @@ def _sampling(
     body: ChatCompletionRequest | CompletionRequest,
     *,
     logprobs: bool,
-    response_format: ResponseFormat | None = None,
+    constraint: OutputConstraint | None,
 ) -> SamplingParams:
     return SamplingParams(
         max_tokens=body.token_limit,
@@ -109,21 +108,9 @@ def _sampling(
         repetition_penalty=body.repetition_penalty,
         min_tokens=body.min_tokens,
         ignore_eos=body.ignore_eos,
-        json_schema=_json_schema(response_format),
+        constraint=constraint,
         logprobs=logprobs,
     )
-
-
-def _json_schema(response_format: ResponseFormat | None) -> str | None:
-    if response_format is None or response_format.type == "text":
-        return None
-    if response_format.type == "json_object":
-        return json.dumps({"type": "object"})
-    if response_format.json_schema is None:
-        raise UnsupportedParameterError(
-            "response_format json_schema needs a json_schema object", param="response_format"
-        )
-    return json.dumps(response_format.json_schema.schema_)
 
 
 def _refuse_logit_bias(body: ChatCompletionRequest | CompletionRequest) -> None:
@@ -148,12 +135,17 @@ async def create_chat_completion(request: Request) -> Response:
             "log probability",
             param="top_logprobs",
         )
+    constraint, tools = output_constraint(body), tool_spec(body)
+    if constraint is not None and tools is not None and tools.calling:
+        raise UnsupportedParameterError(
+            f"{constraint.param} cannot be combined with tool calls: send tool_choice none, or "
+            "describe the answer's shape as a tool",
+            param=constraint.param,
+        )
     generation = GenerationRequest(
         messages=[m.for_template() for m in body.messages],
-        sampling=_sampling(
-            body, logprobs=bool(body.logprobs), response_format=body.response_format
-        ),  # fmt: skip
-        tools=tool_spec(body),
+        sampling=_sampling(body, logprobs=bool(body.logprobs), constraint=constraint),
+        tools=tools,
         thinking=thinking_for(body.reasoning_effort),
         template_kwargs=_template_kwargs(body),
     )
@@ -194,9 +186,9 @@ async def create_completion(request: Request) -> Response:
             "log probability (send logprobs: 0)",
             param="logprobs",
         )
-    generation = GenerationRequest(
-        prompt=body.prompt, sampling=_sampling(body, logprobs=body.logprobs is not None)
-    )
+    sampling = _sampling(body, logprobs=body.logprobs is not None,
+                         constraint=output_constraint(body))  # fmt: skip
+    generation = GenerationRequest(prompt=body.prompt, sampling=sampling)
     started = await start_generation(request, body.model, generation,
                                      keep_alive=_keep_alive(body))  # fmt: skip
     completion_id, created = new_id("cmpl"), now()

@@ -8,7 +8,6 @@ stream's events, so a whole answer is exactly what its stream ends with. Answers
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from typing import Any
@@ -17,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from ovrunner.engines.base import GenerationRequest, SamplingParams
+from ovrunner.engines.base import GenerationRequest, OutputConstraint, SamplingParams
 from ovrunner.errors import (
     Dialect,
     InvalidValueError,
@@ -120,7 +119,7 @@ def _tool_spec(body: ResponseCreateParams) -> ToolSpec | None:
     return ToolSpec(tools, mode, function, body.parallel_tool_calls)
 
 
-def _json_schema(body: ResponseCreateParams, tools: ToolSpec | None) -> str | None:
+def _constraint(body: ResponseCreateParams, tools: ToolSpec | None) -> OutputConstraint | None:
     format = body.text.format if body.text is not None else None
     if format is None or format.type == "text":
         return None
@@ -130,10 +129,10 @@ def _json_schema(body: ResponseCreateParams, tools: ToolSpec | None) -> str | No
             param="text.format",
         )
     if format.type == "json_object":
-        return json.dumps({"type": "object"})
+        return OutputConstraint.json_schema({"type": "object"}, "text.format")
     if format.schema_ is None:
         raise InvalidValueError("text.format json_schema needs a schema", param="text.format")
-    return json.dumps(format.schema_)
+    return OutputConstraint.json_schema(format.schema_, "text.format")
 
 
 def generation_request(body: ResponseCreateParams, items: list[Item]) -> GenerationRequest:
@@ -141,7 +140,7 @@ def generation_request(body: ResponseCreateParams, items: list[Item]) -> Generat
     sampling = SamplingParams(
         max_tokens=body.max_output_tokens, temperature=body.temperature, top_p=body.top_p,
         top_k=body.top_k, min_p=body.min_p, seed=body.seed, ignore_eos=body.ignore_eos,
-        json_schema=_json_schema(body, tools),
+        constraint=_constraint(body, tools),
     )  # fmt: skip
     effort = body.reasoning.effort if body.reasoning is not None else None
     return GenerationRequest(messages=template_messages(body.instructions, items),

@@ -99,8 +99,9 @@ class OpenVINOFamily(Engine):
     async def validate(self, request: GenerationRequest) -> None:
         await super().validate(request)
         check = shared_schema_check()
-        if request.sampling.json_schema is not None:
-            await check.check(request.sampling.json_schema)
+        constraint = request.sampling.constraint
+        if constraint is not None:
+            await check.check(constraint.text, kind=constraint.kind.value, param=constraint.param)
         if request.tools is not None and request.tools.calling:
             for i, tool in enumerate(request.tools.tools):
                 await check.check(tool.parameters, param=f"tools[{i}].function.parameters")

@@ -87,9 +87,9 @@ def generation_config(
     if sampling.logprobs:
         # The sampled token's log probability; OpenVINO GenAI gives no alternatives.
         config.logprobs = 1
-    if sampling.json_schema is not None:
+    if sampling.constraint is not None:
         config.structured_output_config = genai.StructuredOutputConfig(
-            json_schema=sampling.json_schema
+            **{sampling.constraint.kind.value: sampling.constraint.text}
         )
     elif sampling.tool_calls is not None:
         config.structured_output_config = structural_tags(genai, sampling.tool_calls)

@@ -1,4 +1,5 @@
-"""Compiling a client's JSON schema as the engine will, before the request is admitted.
+"""Compiling a client's JSON schema (or regex, or grammar) as the engine will, before the
+request is admitted.
 
 OpenVINO GenAI compiles a request's `json_schema` (with xgrammar) inside the pipeline's next
 `step()`, after `add_request` has accepted it; a schema it cannot compile (an unknown `type`,
@@ -28,6 +29,8 @@ log = logging.getLogger(__name__)
 
 # Schemas remembered, with their verdicts (a verdict is an error message or None).
 CACHE_SIZE = 1024
+_WHAT = {"json_schema": "the JSON schema", "regex": "the regular expression",
+         "grammar": "the grammar"}  # fmt: skip
 # xgrammar's messages start with a time and its source position: "[17:44:48] /…/x.cc:898: ".
 _SOURCE_PREFIX = re.compile(r"^(\[[\d:]+\] )?\S+\.(cc|h|cpp):\d+: ")
 
@@ -37,31 +40,35 @@ class SchemaCheck:
 
     def __init__(self, cache_size: int = CACHE_SIZE) -> None:
         self._cache_size = cache_size
-        self._verdicts: OrderedDict[str, str | None] = OrderedDict()
+        self._verdicts: OrderedDict[tuple[str, str], str | None] = OrderedDict()
         self._lock = threading.Lock()  # one compile at a time on the probe pipeline
         self._probe: _Probe | None = None
         self._unavailable = False
         self.compiles = 0  # how many schemas reached the compiler (the rest were cached)
 
-    async def check(self, schema: str, *, param: str = "response_format") -> None:
-        if schema in self._verdicts:
-            self._verdicts.move_to_end(schema)
-            verdict = self._verdicts[schema]
+    async def check(
+        self, text: str, *, kind: str = "json_schema", param: str = "response_format"
+    ) -> None:
+        """`text` is a JSON schema, a regex or an EBNF grammar, as `kind` says."""
+        key = (kind, text)
+        if key in self._verdicts:
+            self._verdicts.move_to_end(key)
+            verdict = self._verdicts[key]
         else:
-            verdict = await asyncio.to_thread(self._compile, schema)
+            verdict = await asyncio.to_thread(self._compile, text, kind)
             if self._unavailable:
                 return  # could not build the probe: the runner's recovery is the guard
-            self._verdicts[schema] = verdict
+            self._verdicts[key] = verdict
             while len(self._verdicts) > self._cache_size:
                 self._verdicts.popitem(last=False)
         if verdict is not None:
-            raise InvalidValueError(f"the JSON schema cannot be enforced: {verdict}", param=param)
+            raise InvalidValueError(f"{_WHAT[kind]} cannot be enforced: {verdict}", param=param)
 
     def warm_up(self) -> None:
         """Build the probe pipeline now (blocking, about 2 s) instead of at the first schema."""
         self._compile('{"type": "object"}')
 
-    def _compile(self, schema: str) -> str | None:
+    def _compile(self, text: str, kind: str = "json_schema") -> str | None:
         with self._lock:
             if self._probe is None and not self._unavailable:
                 try:
@@ -72,7 +79,7 @@ class SchemaCheck:
             if self._probe is None:
                 return None
             self.compiles += 1
-            return self._probe.compile(schema)
+            return self._probe.compile(text, kind)
 
 
 class _Probe:
@@ -97,13 +104,13 @@ class _Probe:
         )
         self._defaults = self._pipeline.get_config()
 
-    def compile(self, schema: str) -> str | None:
+    def compile(self, text: str, kind: str = "json_schema") -> str | None:
         config = self._genai.GenerationConfig()
         config.max_new_tokens = 1
         config.apply_chat_template = False
         config.eos_token_id = self._defaults.eos_token_id
         config.stop_token_ids = self._defaults.stop_token_ids
-        config.structured_output_config = self._genai.StructuredOutputConfig(json_schema=schema)
+        config.structured_output_config = self._genai.StructuredOutputConfig(**{kind: text})
         try:
             self._pipeline.generate(["a"], [config])
         except RuntimeError as exc:
