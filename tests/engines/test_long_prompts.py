@@ -106,32 +106,55 @@ def test_a_prompt_past_the_readers_cap_is_counted_and_generated_whole(
     assert deltas[-1].finish_reason is FinishReason.LENGTH
 
 
-@pytest.mark.parametrize("extra, max_tokens", [(1, None), (0, None), (-5, 10)])
-def test_a_prompt_over_the_window_is_refused_with_its_counts(
-    long_runner: OpenVINORunner, extra: int, max_tokens: int | None
-) -> None:
-    """One token over, exactly the window (no room left), and room less than max_tokens."""
-    prompt, tokens = units_for(long_runner, WINDOW - 200)
+def exactly(long_runner: OpenVINORunner, wanted: int) -> str:
+    """A raw prompt of exactly `wanted` tokens: whole units, then tokens of the next one."""
+    prompt, _ = units_for(long_runner, WINDOW - 200)
     per_unit = asyncio.run(long_runner.count_prompt_tokens(raw(UNIT)))
     ids = long_runner.encode(raw(prompt)).data[0].tolist()
-    # Exactly `WINDOW + extra` tokens: whole units, then single tokens of the next one.
     unit_ids = long_runner.encode(raw(UNIT)).data[0].tolist()
-    wanted = WINDOW + extra
     while len(ids) < wanted:
         ids += unit_ids[: min(per_unit, wanted - len(ids))]
     ids = ids[:wanted]
     text = long_runner._tokenizer.decode(ids)  # the same tokens back, as a raw prompt
     assert asyncio.run(long_runner.count_prompt_tokens(raw(text))) == wanted
+    return text
+
+
+@pytest.mark.parametrize("extra", [1, 0])
+def test_a_prompt_over_the_window_is_refused_with_its_counts(
+    long_runner: OpenVINORunner, extra: int
+) -> None:
+    """One token over, and exactly the window (no room left)."""
+    wanted = WINDOW + extra
+    text = exactly(long_runner, wanted)
 
     async def generate() -> None:
-        async with aclosing(long_runner.generate(raw(text, max_tokens))) as deltas:
+        async with aclosing(long_runner.generate(raw(text))) as deltas:
             async for _ in deltas:
                 pass
 
     with pytest.raises(ContextLengthExceededError) as refused:
         asyncio.run(generate())
-    assert refused.value.counts == (wanted, max_tokens, WINDOW)
+    assert refused.value.counts == (wanted, None, WINDOW)
     assert str(WINDOW) in refused.value.message and str(wanted) in refused.value.message
+
+
+def test_a_max_tokens_beyond_the_room_left_is_bounded_by_the_window(
+    long_runner: OpenVINORunner,
+) -> None:
+    """Five tokens of room and max_tokens 10: five tokens, finish reason `length`."""
+    text = exactly(long_runner, WINDOW - 5)
+    request = GenerationRequest(
+        prompt=text, sampling=SamplingParams(max_tokens=10, ignore_eos=True)
+    )
+
+    async def generate() -> list:  # type: ignore[type-arg]
+        async with aclosing(long_runner.generate(request)) as deltas:
+            return [d async for d in deltas]
+
+    deltas = asyncio.run(generate())
+    assert deltas[-1].finish_reason is FinishReason.LENGTH
+    assert deltas[-1].prompt_tokens == WINDOW - 5 and deltas[-1].completion_tokens == 5
 
 
 def test_a_capped_tokenizer_saved_by_an_older_version_is_mended_at_load(

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import random
-import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -307,10 +306,9 @@ def test_one_token_over_the_window_is_each_dialects_context_error(
         ollama.Client(host=qwen_server.base_url).chat(model=MODEL, messages=messages)
     assert ollama_error.value.status_code == 400
     assert ollama_error.value.error.startswith("the input length exceeds the context length")
-    # Claude Code's first request: a prompt that fits, and max_tokens 32,000 that does not
-    # (streamed, as Claude Code sends it: the SDK asks that of so large a max_tokens).
-    short = [{"role": "user", "content": filler(100)}]
-    with pytest.raises(anthropic.BadRequestError) as too_much:
-        claude.messages.create(model=MODEL, max_tokens=32_000, messages=short, stream=True)  # type: ignore[arg-type]
-    assert re.search(r"input length and `max_tokens` exceed context limit: \d+ \+ 32000 > 32768",
-                     too_much.value.body["error"]["message"])  # type: ignore[index]  # fmt: skip
+    # Claude Code's first request: a prompt that fits and max_tokens 32,000, beyond the room
+    # it leaves (streamed, as Claude Code sends it): answered, the window bounding the answer.
+    short = [{"role": "user", "content": "Say hello."}]
+    with claude.messages.stream(model=MODEL, max_tokens=32_000, messages=short) as stream:  # type: ignore[arg-type]
+        answer = stream.get_final_message()
+    assert answer.stop_reason == "end_turn" and answer.content

@@ -45,14 +45,21 @@ def import_genai() -> Any:
 
 
 def check_context(sampling: SamplingParams, prompt_tokens: int, context_window: int) -> int:
-    """Room left for the completion; 400 `context_length_exceeded` when there is none."""
+    """Room left for the completion; 400 `context_length_exceeded` when there is none, or
+    less than `min_tokens` asks for.
+
+    A `max_tokens` beyond the room is not an error: it is a bound, and the window bounds the
+    answer further (it ends with finish reason `length`), as llama.cpp's server and Ollama
+    do. Agents send large fixed values (Claude Code 32,000, whatever the model's window): an
+    error would cost each of their requests a round trip, or stop those that do not retry.
+    """
     room = context_window - prompt_tokens
-    if room < 1 or (sampling.max_tokens is not None and sampling.max_tokens > room):
+    if room < 1:
+        raise ContextLengthExceededError.for_prompt(prompt_tokens, None, context_window,
+                                                    param="messages")  # fmt: skip
+    if sampling.min_tokens is not None and sampling.min_tokens > room:
         raise ContextLengthExceededError.for_prompt(
-            prompt_tokens,
-            sampling.max_tokens,
-            context_window,
-            param="max_tokens" if room >= 1 else "messages",
+            prompt_tokens, sampling.min_tokens, context_window, param="min_tokens"
         )
     return room
 
@@ -76,7 +83,7 @@ def generation_config(
     config.stop_token_ids = defaults.stop_token_ids
     # Prompts reach the pipeline as token ids, already templated where they are chat.
     config.apply_chat_template = False
-    config.max_new_tokens = sampling.max_tokens if sampling.max_tokens is not None else room
+    config.max_new_tokens = room if sampling.max_tokens is None else min(sampling.max_tokens, room)
     _apply_sampling(config, sampling)
     if sampling.stop:
         config.stop_strings = set(sampling.stop)
