@@ -55,6 +55,25 @@ class FunctionCallOutputItem(BaseModel):
     id: str | None = None
 
 
+class CustomToolCallItem(BaseModel):
+    """A call of a `custom` tool: free-form `input`, not JSON arguments."""
+
+    model_config = _Open
+    type: Literal["custom_tool_call"]
+    call_id: str = Field(max_length=256)
+    name: str = Field(max_length=64)
+    input: str
+    id: str | None = None
+
+
+class CustomToolCallOutputItem(BaseModel):
+    model_config = _Open
+    type: Literal["custom_tool_call_output"]
+    call_id: str = Field(max_length=256)
+    output: str
+    id: str | None = None
+
+
 class ReasoningItem(BaseModel):
     """An earlier answer's reasoning sent back: not shown to the model again."""
 
@@ -62,7 +81,14 @@ class ReasoningItem(BaseModel):
     type: Literal["reasoning"]
 
 
-InputItem = FunctionCallItem | FunctionCallOutputItem | ReasoningItem | MessageItem
+InputItem = (
+    FunctionCallItem
+    | FunctionCallOutputItem
+    | CustomToolCallItem
+    | CustomToolCallOutputItem
+    | ReasoningItem
+    | MessageItem
+)
 
 
 class FunctionToolParam(BaseModel):
@@ -74,9 +100,55 @@ class FunctionToolParam(BaseModel):
     strict: bool | None = None
 
 
+class CustomToolFormat(BaseModel):
+    model_config = _Open
+    type: Literal["text", "grammar"]
+    syntax: Literal["lark", "regex"] | None = None
+    definition: str | None = None
+
+
+class CustomToolParam(BaseModel):
+    """A tool whose input is free-form text (Codex's `apply_patch`), optionally a grammar's."""
+
+    model_config = _Open
+    type: Literal["custom"]
+    name: str = Field(pattern=FUNCTION_NAME)
+    description: str | None = None
+    format: CustomToolFormat | None = None
+
+
+class NamespaceToolParam(BaseModel):
+    """A group of tools under one name (Codex's sub-agent and MCP tools)."""
+
+    model_config = _Open
+    type: Literal["namespace"]
+    name: str = Field(pattern=FUNCTION_NAME)
+    description: str | None = None
+    tools: list[FunctionToolParam | CustomToolParam] = Field(max_length=MAX_TOOLS)
+
+
+# Tools OpenAI's servers run themselves; a local server has none of them (docs/dialects.md).
+HOSTED_TOOLS = ("web_search", "web_search_preview", "file_search", "code_interpreter",
+                "image_generation", "computer_use_preview", "mcp", "tool_search")  # fmt: skip
+
+
+class HostedToolParam(BaseModel):
+    model_config = _Open
+    type: Literal[
+        "web_search", "web_search_preview", "file_search", "code_interpreter",
+        "image_generation", "computer_use_preview", "mcp", "tool_search",
+    ]  # fmt: skip
+
+
+ToolParam = Annotated[
+    FunctionToolParam | CustomToolParam | NamespaceToolParam | HostedToolParam,
+    Field(discriminator="type"),
+]
+
+
 class NamedFunctionChoice(BaseModel):
     model_config = _Open
-    type: Literal["function"]
+    type: Literal["function", "custom"]  # a custom tool is named as Codex names it
     name: str
 
 
@@ -111,7 +183,7 @@ class ResponseCreateParams(BaseModel):
     stream: bool = False
     store: bool = True
     previous_response_id: str | None = Field(None, max_length=256)
-    tools: list[FunctionToolParam] | None = Field(None, max_length=MAX_TOOLS)
+    tools: list[ToolParam] | None = Field(None, max_length=MAX_TOOLS)
     tool_choice: Literal["none", "auto", "required"] | NamedFunctionChoice | None = None
     parallel_tool_calls: bool = True
     metadata: dict[str, str] | None = Field(None, max_length=16)

@@ -12,6 +12,7 @@ from typing import Any
 from ovrunner.engines.base import GenerationDelta
 from ovrunner.errors import OvrunnerError
 from ovrunner.protocol.responses import ResponseCreateParams
+from ovrunner.routes.response_tools import ResponseTools, custom_input
 from ovrunner.routes.serving import Generation
 
 Item = dict[str, Any]
@@ -42,6 +43,8 @@ class ResponseOutput:
         self._sequence = 0
         self._open: Item | None = None  # the item receiving text now
         self._calls: dict[int, Item] = {}
+        self._tools = ResponseTools.of(body)
+        self._custom_arguments: dict[int, str] = {}  # a custom call's arguments, as generated
 
     def event(self, kind: str, **fields: Any) -> str:
         event = {"type": kind, "sequence_number": self._sequence, **fields}
@@ -61,12 +64,16 @@ class ResponseOutput:
         for call in delta.tool_calls:
             if call.id is not None:
                 events += self._close()
-                item = {"type": "function_call", "id": new_id("fc"), "call_id": call.id,
-                        "name": call.name or "", "arguments": "", "status": "in_progress"}  # fmt: skip
+                item = self._tools.call_item(call.id, call.name or "", new_id("fc"))
                 self._calls[call.index] = item
                 events += self._add_item(item)
             item = self._calls[call.index]
-            if call.arguments:
+            if item["type"] == "custom_tool_call":
+                # Its input is the text inside the JSON the model writes: given whole at the end.
+                self._custom_arguments[call.index] = self._custom_arguments.get(call.index, "") + (
+                    call.arguments or ""
+                )
+            elif call.arguments:
                 item["arguments"] += call.arguments
                 events.append(self.event("response.function_call_arguments.delta",
                                          item_id=item["id"], output_index=self._index(item),
@@ -133,13 +140,20 @@ class ResponseOutput:
     def finish(self, finish_reason: str | None, generation: Generation) -> list[str]:
         status = "incomplete" if finish_reason == "length" else "completed"
         events = self._close(status)
-        for item in self._calls.values():
+        for number, item in self._calls.items():
             item["status"] = status
             index = self._index(item)
-            events += [self.event("response.function_call_arguments.done", item_id=item["id"],
-                                  output_index=index, name=item["name"],
-                                  arguments=item["arguments"]),
-                       self.event("response.output_item.done", output_index=index, item=item)]  # fmt: skip
+            if item["type"] == "custom_tool_call":
+                item["input"] = custom_input(self._custom_arguments.get(number, ""))
+                events += [self.event("response.custom_tool_call_input.delta", item_id=item["id"],
+                                      output_index=index, delta=item["input"]),
+                           self.event("response.custom_tool_call_input.done", item_id=item["id"],
+                                      output_index=index, input=item["input"])]  # fmt: skip
+            else:
+                events.append(self.event("response.function_call_arguments.done",
+                                         item_id=item["id"], output_index=index,
+                                         name=item["name"], arguments=item["arguments"]))  # fmt: skip
+            events.append(self.event("response.output_item.done", output_index=index, item=item))
         usage = generation.tally.usage()
         self.response["usage"] = {
             "input_tokens": usage.prompt_tokens, "output_tokens": usage.completion_tokens,

@@ -26,6 +26,8 @@ from ovrunner.errors import (
 )
 from ovrunner.protocol.openai import thinking_for
 from ovrunner.protocol.responses import (
+    CustomToolCallItem,
+    CustomToolCallOutputItem,
     FunctionCallItem,
     FunctionCallOutputItem,
     InputItem,
@@ -35,8 +37,8 @@ from ovrunner.protocol.responses import (
 )
 from ovrunner.response_store import ResponseStore, StoredResponse
 from ovrunner.routes.body import parse_body
-from ovrunner.routes.chat_tools import function_tool, unique_names
 from ovrunner.routes.response_events import Item, ResponseOutput, new_id
+from ovrunner.routes.response_tools import ResponseTools, custom_arguments
 from ovrunner.routes.serving import Generation, start_generation, unless_disconnected
 from ovrunner.streaming import sse_response
 from ovrunner.tools.spec import ToolChoice, ToolSpec
@@ -83,17 +85,29 @@ def template_messages(instructions: str | None, items: list[Item]) -> list[dict[
             out.append({"role": role, "content": item.text()})
         elif kind == "function_call":
             call = FunctionCallItem.model_validate(raw)
-            entry = {"id": call.call_id, "type": "function",
-                     "function": {"name": call.name, "arguments": call.arguments}}  # fmt: skip
-            last = out[-1] if out else None
-            if last is not None and last["role"] == "assistant" and "tool_calls" in last:
-                last["tool_calls"].append(entry)
-            else:
-                out.append({"role": "assistant", "content": "", "tool_calls": [entry]})
+            _join_call(out, {"id": call.call_id, "type": "function",
+                             "function": {"name": call.name, "arguments": call.arguments}})  # fmt: skip
+        elif kind == "custom_tool_call":
+            custom = CustomToolCallItem.model_validate(raw)
+            _join_call(out, {"id": custom.call_id, "type": "function",
+                             "function": {"name": custom.name,
+                                          "arguments": custom_arguments(custom.input)}})  # fmt: skip
         elif kind == "function_call_output":
             result = FunctionCallOutputItem.model_validate(raw)
             out.append({"role": "tool", "tool_call_id": result.call_id, "content": result.output})
+        elif kind == "custom_tool_call_output":
+            output = CustomToolCallOutputItem.model_validate(raw)
+            out.append({"role": "tool", "tool_call_id": output.call_id, "content": output.output})
     return out
+
+
+def _join_call(out: list[dict[str, Any]], entry: dict[str, Any]) -> None:
+    """A call joins the assistant turn before it, or starts one."""
+    last = out[-1] if out else None
+    if last is not None and last["role"] == "assistant" and "tool_calls" in last:
+        last["tool_calls"].append(entry)
+    else:
+        out.append({"role": "assistant", "content": "", "tool_calls": [entry]})
 
 
 def _tool_spec(body: ResponseCreateParams) -> ToolSpec | None:
@@ -103,11 +117,10 @@ def _tool_spec(body: ResponseCreateParams) -> ToolSpec | None:
             raise InvalidValueError("tool_choice names a tool, but the request has no tools",
                                     param="tool_choice")  # fmt: skip
         return None
-    tools = tuple(
-        function_tool(t.name, t.description, t.parameters, f"tools[{i}].parameters")
-        for i, t in enumerate(body.tools)
-    )
-    names = unique_names(tools, "tools")
+    tools = ResponseTools.of(body).functions
+    if not tools:  # only hosted tools, which a local server does not run
+        return None
+    names = [tool.name for tool in tools]
     function = None
     if isinstance(choice, NamedFunctionChoice):
         if choice.name not in names:
