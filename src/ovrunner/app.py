@@ -119,7 +119,7 @@ def with_state_dir(settings: Settings) -> Settings:
 def create_app(settings: Settings, registry: EngineRegistry | None = None) -> Starlette:
     settings = with_state_dir(settings)
     registry = registry or default_registry(settings)
-    store = ModelStore(settings.store_dir)
+    store = ModelStore(settings.store_dir, settings.state_dir)
     metrics = Metrics()
     drain = Drain(settings.shutdown_grace_s)
     lifecycle = Lifecycle(

@@ -23,6 +23,7 @@ from typing import Any
 from ovrunner.embedded import EMBEDDED, EmbeddedModel
 from ovrunner.engines.base import Mode, ModelFormat, ModelRef
 from ovrunner.engines.encoder_files import detect_mode
+from ovrunner.engines.model_files import IR_XML
 from ovrunner.errors import (
     InvalidRequestError,
     InvalidValueError,
@@ -84,13 +85,24 @@ def validate_model_id(model_id: str) -> str:
 
 
 class ModelStore:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, state_dir: Path | None = None) -> None:
         self.root = root
         self.models_dir = root / "models"
+        # Where the embedded models are registered when the store is read-only: they are
+        # links to their packages, made (and their IR built) on first use.
+        self._embedded_root = (state_dir or Path(tempfile.gettempdir()) /
+                               f"ovrunner-embedded-{os.getuid()}") / "models"  # fmt: skip
         self._building = threading.Lock()
 
     def _dir(self, model_id: str) -> Path:
-        return self.models_dir / validate_model_id(model_id).replace("/", "--")
+        name = validate_model_id(model_id).replace("/", "--")
+        if model_id in EMBEDDED and not writable(self.root):
+            prepared = self.models_dir / name
+            if (prepared / MANIFEST).is_file() and (prepared / EMBEDDED[model_id].file).exists() \
+                    and next(prepared.rglob(IR_XML), None) is not None:  # fmt: skip
+                return prepared  # registered and built while the store was writable
+            return self._embedded_root / name
+        return self.models_dir / name
 
     def get(self, model_id: str, *, with_draft: bool = True) -> ModelRef:
         """The stored model `model_id`; the embedded default is registered on first use.

@@ -177,10 +177,14 @@ def test_litellm_proxy_carries_60_streams_through_a_sigkilled_replica(healed: Fl
 
 
 def test_replicas_serve_from_one_read_only_store(fleet: Fleet) -> None:
-    """Each writes under a directory of its own; adding a model there is a clear 403."""
+    """Each writes under a directory of its own (the embedded models' registration too);
+    adding a model there is a clear 403."""
     before = sorted(str(p.relative_to(fleet.store)) for p in fleet.store.rglob("*"))
     caches = set()
     for url in fleet.urls():
+        listed = httpx.get(f"{url}/v1/models").json()["data"]
+        assert {"tiny", "smollm2-135m", "all-minilm-l6-v2"} <= {m["id"] for m in listed}
+        assert httpx.get(f"{url}/v1/models/all-minilm-l6-v2").status_code == 200
         health = httpx.get(f"{url}/healthz").json()
         assert health["loaded"] is True
         caches.add(health["cache_dir"])
@@ -190,6 +194,10 @@ def test_replicas_serve_from_one_read_only_store(fleet: Fleet) -> None:
         assert refused.status_code == 403, refused.text
         assert refused.json()["error"]["code"] == "store_read_only"
     assert len(caches) == REPLICAS
+    # The embedded embedder is built on first use: into the replica's own state directory.
+    embedded = httpx.post(f"{fleet.urls()[0]}/v1/embeddings", timeout=120,
+                          json={"model": "all-minilm-l6-v2", "input": "a shared volume"})  # fmt: skip
+    assert embedded.status_code == 200, embedded.text
     assert sorted(str(p.relative_to(fleet.store)) for p in fleet.store.rglob("*")) == before
 
 
