@@ -200,9 +200,16 @@ def test_eight_concurrent_requests_complete_and_share_steps(tiny_runner: OpenVIN
 
 
 def test_prompt_beyond_context_is_refused(tiny_runner: OpenVINORunner) -> None:
-    request = raw("hello " * 10, SamplingParams(max_tokens=CONTEXT_LENGTH))
+    request = raw("hello world " * 400, SamplingParams(max_tokens=4))  # about 800 tokens
     with pytest.raises(ContextLengthExceededError, match=str(CONTEXT_LENGTH)):
         asyncio.run(collect(tiny_runner, request))
+
+
+def test_a_max_tokens_beyond_the_window_is_bounded_by_it(tiny_runner: OpenVINORunner) -> None:
+    request = raw("hello " * 10, SamplingParams(max_tokens=CONTEXT_LENGTH, ignore_eos=True))
+    deltas = asyncio.run(collect(tiny_runner, request))
+    assert deltas[-1].finish_reason is FinishReason.LENGTH
+    assert deltas[-1].prompt_tokens + deltas[-1].completion_tokens == CONTEXT_LENGTH
 
 
 def test_first_load_saves_ir_and_later_loads_use_it(tiny_model: ModelRef, tmp_path: Path) -> None:

@@ -80,7 +80,7 @@ def test_a_repeated_schema_is_compiled_once(client: TestClient) -> None:
         ("/v1/chat/completions", {**CHAT, "response_format": {"type": "json_schema"}},
          "response_format"),
         ("/v1/chat/completions", {**CHAT, "n": 2, "temperature": 0}, "n"),
-        ("/v1/chat/completions", {**CHAT, "max_tokens": 10**6}, "max_tokens"),
+        ("/v1/chat/completions", {**CHAT, "min_tokens": 10**6}, "min_tokens"),  # no room
         ("/v1/chat/completions", {**CHAT, "keep_alive": "soon"}, "keep_alive"),
     ],
 )  # fmt: skip
