@@ -23,6 +23,7 @@ from enum import StrEnum
 
 from ovrunner.engines.base import LoadConfig, ModelRef, Runner
 from ovrunner.engines.registry import EngineRegistry
+from ovrunner.engines.stats import RunnerStats
 from ovrunner.errors import (
     BackendMismatchError,
     CrashLoopError,
@@ -97,11 +98,10 @@ class RunnerSlot:
     def key(self) -> SlotKey:
         return (self.engine, self.model.id, self.model.prompt_lookup)
 
-    def holdings(self) -> dict[str, int | None]:
-        """What the runner holds in memory: its weights (the files it loads), the KV cache its
-        pipeline reserved, and the resident set of its engine process (None where it runs in
-        the server's own, as the NPU engine does, or before it is up)."""
-        stats = self.runner.stats() if self.runner is not None else None
+    def holdings(self, stats: RunnerStats | None) -> dict[str, int | None]:
+        """What the runner holds in memory, from its `stats` (None before it is up): its
+        weights (the files it loads), the KV cache its pipeline reserved, and the resident set
+        of its engine process (None where it runs in the server's own, as the NPU engine's)."""
         pid = getattr(stats, "engine_pid", None)
         return {"weights_bytes": self.memory_bytes,
                 "kv_cache_bytes": getattr(stats, "kv_cache_bytes", None),

@@ -145,7 +145,7 @@ class _LiveCollector(Collector):
                 continue
             stats = slot.runner.stats()
             labels = [slot.model.id, slot.model.decoding]
-            holds = slot.holdings()
+            holds = slot.holdings(stats)
             weights.add_metric([slot.model.id, slot.engine, slot.model.decoding],
                                holds["weights_bytes"] or 0)  # fmt: skip
             if holds["process_resident_bytes"] is not None:

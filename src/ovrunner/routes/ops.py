@@ -97,6 +97,7 @@ async def engines_ps(request: Request) -> JSONResponse:
     runners = []
     for slot in lifecycle.slots():
         runner = slot.runner
+        stats = runner.stats() if runner else None
         runners.append(
             {
                 "model": slot.model.id,
@@ -111,8 +112,8 @@ async def engines_ps(request: Request) -> JSONResponse:
                 "keep_alive_s": None if slot.keep_alive < 0 else slot.keep_alive,
                 "expires_at": slot.expires_at,
                 "memory_bytes": slot.memory_bytes,
-                "holds": slot.holdings(),
-                "stats": dataclasses.asdict(runner.stats()) if runner else None,
+                "holds": slot.holdings(stats),
+                "stats": dataclasses.asdict(stats) if stats is not None else None,
             }
         )
     return JSONResponse({"runners": runners})
