@@ -6,6 +6,8 @@ converted by `engines/openvino/gguf_to_ir.py` in a process of its own, whose JSO
 lines are passed to the caller. The conversion writes into a staging directory inside the
 store that only a finished conversion renames into place: a conversion killed at any point
 leaves no model behind, and the next attempt removes what the killed one left and starts clean.
+A Whisper model in CTranslate2's format (faster-whisper's) is converted the same way, by
+`engines/whisper/convert.py`.
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ovrunner.engines.base import ModelFormat, ModelRef
+from ovrunner.engines.base import Mode, ModelFormat, ModelRef
 from ovrunner.engines.openvino.gguf_to_ir import GgufSummary, inspect_gguf
+from ovrunner.engines.whisper.ctranslate2_files import is_ctranslate2_whisper
 from ovrunner.errors import ConversionFailedError, ConversionMemoryError
 from ovrunner.host_memory import available_memory
 from ovrunner.store import ModelStore, detect_format
@@ -71,6 +74,9 @@ def add_model(
 ) -> ModelRef:
     """Add `path` (a GGUF file or an IR directory) to the store as `model_id`."""
     store.require_writable()  # before any work on the file: a shared store is read-only
+    if path.is_dir() and is_ctranslate2_whisper(path):
+        return _convert_whisper(store, path, model_id, engine=engine, source=source,
+                                context_window=context_window, on_progress=on_progress)  # fmt: skip
     if detect_format(path) is not ModelFormat.GGUF:
         return store.add(path, model_id, engine=engine, source=source,
                          context_window=context_window)  # fmt: skip
@@ -82,12 +88,42 @@ def add_model(
     lock = (staging / _LOCK).open("w")
     try:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        _run_converter(path, staging / "model", weight_format, engine, on_progress)
+        command = ["ovrunner.engines.openvino.gguf_to_ir", str(path), str(staging / "model"),
+                   "--weight-format", weight_format, "--engine", engine]  # fmt: skip
+        _run_converter(path, command, on_progress)
         return store.add(
             staging / "model", model_id, engine=engine, source=source,
             context_window=context_window, move=True,
             converted={"source_format": "gguf", "quantization": summary.file_type,
                        "weight_format": weight_format},
+        )  # fmt: skip
+    finally:
+        lock.close()
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _convert_whisper(
+    store: ModelStore,
+    path: Path,
+    model_id: str,
+    *,
+    engine: str,
+    source: str,
+    context_window: Callable[[ModelRef], int],
+    on_progress: OnProgress | None,
+) -> ModelRef:
+    store.ensure_free(model_id)
+    remove_abandoned(store)
+    staging = store.staging_dir(_STAGING_PREFIX)
+    lock = (staging / _LOCK).open("w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        command = ["ovrunner.engines.whisper.convert", str(path), str(staging / "model")]
+        _run_converter(path, command, on_progress)
+        return store.add(
+            staging / "model", model_id, engine=engine, source=source,
+            context_window=context_window, move=True, mode=Mode.TRANSCRIPTION,
+            converted={"source_format": "ctranslate2", "weight_format": "f16"},
         )  # fmt: skip
     finally:
         lock.close()
@@ -122,11 +158,9 @@ def remove_abandoned(store: ModelStore) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _run_converter(
-    source: Path, target: Path, weight_format: str, engine: str, on_progress: OnProgress | None
-) -> None:
-    command = [sys.executable, "-m", "ovrunner.engines.openvino.gguf_to_ir", str(source),
-               str(target), "--weight-format", weight_format, "--engine", engine]  # fmt: skip
+def _run_converter(source: Path, module_args: list[str], on_progress: OnProgress | None) -> None:
+    """Run `python -m module_args...`, passing its JSON progress lines to `on_progress`."""
+    command = [sys.executable, "-m", *module_args]
     errors: deque[str] = deque(maxlen=20)
     with subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

@@ -125,6 +125,7 @@ class WrongModeError(InvalidRequestError):
         "completion": "a chat and completion model (/v1/chat/completions)",
         "embedding": "an embedding model (/v1/embeddings)",
         "reranking": "a reranking model (/v1/rerank)",
+        "transcription": "a speech-to-text model (/v1/audio/transcriptions)",
     }
 
     def __init__(self, model_id: str, mode: str, wanted: str) -> None:

@@ -24,6 +24,7 @@ from ovrunner.embedded import EMBEDDED, EmbeddedModel
 from ovrunner.engines.base import Mode, ModelFormat, ModelRef
 from ovrunner.engines.encoder_files import detect_mode
 from ovrunner.engines.model_files import IR_XML
+from ovrunner.engines.whisper.files import is_whisper_ir
 from ovrunner.errors import (
     InvalidRequestError,
     InvalidValueError,
@@ -348,13 +349,15 @@ def _read_manifest(path: Path) -> Manifest:
 
 
 def detect_format(path: Path) -> ModelFormat:
-    """GGUF for a `.gguf` file, OpenVINO IR for a directory holding `openvino_model.xml`."""
+    """GGUF for a `.gguf` file, OpenVINO IR for a directory holding `openvino_model.xml` (or
+    Whisper's encoder and decoder)."""
     if path.is_file() and path.suffix == ".gguf":
         return ModelFormat.GGUF
-    if path.is_dir() and (path / "openvino_model.xml").is_file():
+    if path.is_dir() and ((path / "openvino_model.xml").is_file() or is_whisper_ir(path)):
         return ModelFormat.OPENVINO_IR
     raise InvalidValueError(
-        f"{path} is neither a .gguf file nor an OpenVINO IR directory (openvino_model.xml)",
+        f"{path} is neither a .gguf file, an OpenVINO IR directory (openvino_model.xml) nor a "
+        "Whisper model (OpenVINO IR, or CTranslate2's model.bin)",
         param="path",
     )
 

@@ -37,6 +37,7 @@ class Mode(StrEnum):
     COMPLETION = "completion"  # chat and text completion
     EMBEDDING = "embedding"  # text to vectors
     RERANKING = "reranking"  # (query, documents) to relevance scores
+    TRANSCRIPTION = "transcription"  # speech to text (and translation into English)
 
 
 class ModelFormat(StrEnum):
@@ -275,6 +276,50 @@ class RerankScores:
 
 
 @dataclass(frozen=True)
+class TranscriptionRequest:
+    """Speech to text: 16 kHz mono samples, and how to decode them."""
+
+    samples: Any  # numpy float32 array, 16 kHz mono
+    task: str = "transcribe"  # or "translate" (into English)
+    language: str | None = None  # an ISO 639-1 code; None: detected from the audio
+    prompt: str | None = None  # earlier text or spellings, as Whisper's initial prompt
+    temperature: float = 0.0
+    word_timestamps: bool = False
+    segment_timestamps: bool = False
+    stream: bool = False  # send the text as it is decoded (`TranscriptDelta`s)
+
+
+@dataclass(frozen=True)
+class TranscriptSegment:
+    start: float  # seconds from the start of the audio
+    end: float
+    text: str
+
+
+@dataclass(frozen=True)
+class TranscriptWord:
+    word: str
+    start: float
+    end: float
+
+
+@dataclass(frozen=True)
+class Transcript:
+    text: str
+    language: str | None  # the ISO 639-1 code spoken (given, or detected)
+    duration: float  # seconds of audio
+    segments: tuple[TranscriptSegment, ...] = ()
+    words: tuple[TranscriptWord, ...] = ()
+
+
+@dataclass(frozen=True)
+class TranscriptDelta:
+    """Text as the decoder produces it, while a transcription streams."""
+
+    text: str
+
+
+@dataclass(frozen=True)
 class EngineTuning:
     """Engine settings that change speed, not answers (`auto`: the engine's measured choice)."""
 
@@ -331,6 +376,13 @@ class Runner(abc.ABC):
 
     async def rerank(self, request: RerankRequest) -> RerankScores:
         raise self._wrong_mode(Mode.RERANKING)
+
+    def transcribe(
+        self, request: TranscriptionRequest
+    ) -> AsyncGenerator[TranscriptDelta | Transcript, None]:
+        """Deltas of text as they are decoded, then the whole `Transcript` last. Closing
+        the iterator early cancels the work."""
+        raise self._wrong_mode(Mode.TRANSCRIPTION)
 
     def _wrong_mode(self, wanted: Mode) -> WrongModeError:
         return WrongModeError(self.model_id, self.mode, wanted)

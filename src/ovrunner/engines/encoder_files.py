@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ovrunner.engines.base import Mode
+from ovrunner.engines.whisper.files import is_whisper_ir
 from ovrunner.errors import ModelLoadFailedError
 
 # The files an embedding model's directory keeps from its sentence-transformers folder.
@@ -45,6 +46,8 @@ def detect_mode(path: Path) -> Mode:
     sequence-classification model (a cross-encoder), completion for anything else."""
     if not path.is_dir():
         return Mode.COMPLETION
+    if is_whisper_ir(path):
+        return Mode.TRANSCRIPTION
     modules = _read_json(path / "modules.json", missing={})
     if any(m.get("type") == _POOLING for m in modules if isinstance(m, dict)):
         return Mode.EMBEDDING

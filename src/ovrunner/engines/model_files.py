@@ -10,6 +10,7 @@ from typing import BinaryIO
 
 from ovrunner.engines import encoder_files
 from ovrunner.engines.base import Mode, ModelFormat, ModelInfo, ModelRef
+from ovrunner.engines.whisper import files as whisper_files
 from ovrunner.errors import ModelLoadFailedError
 
 IR_XML = "openvino_model.xml"
@@ -26,6 +27,8 @@ def describe(model: ModelRef) -> ModelInfo:
         return ModelInfo(model.id, config.window, "embedding", dimensions=config.dimensions)
     if model.mode is Mode.RERANKING:
         return ModelInfo(model.id, encoder_files.encoder_window(model.path), "cross-encoder")
+    if model.mode is Mode.TRANSCRIPTION:
+        return ModelInfo(model.id, whisper_files.text_window(model.path), "whisper")
     if model.format is ModelFormat.GGUF:
         return _describe_gguf(model)
     return _describe_ir(model)

@@ -73,7 +73,7 @@ log = logging.getLogger(__name__)
 
 class OpenVINOEngine(OpenVINOFamily):
     name = "openvino"
-    modes = (Mode.COMPLETION, Mode.EMBEDDING, Mode.RERANKING)
+    modes = (Mode.COMPLETION, Mode.EMBEDDING, Mode.RERANKING, Mode.TRANSCRIPTION)
 
     def status(self) -> EngineState:
         return openvino_status()
@@ -81,6 +81,10 @@ class OpenVINOEngine(OpenVINOFamily):
     def load(self, model: ModelRef, config: LoadConfig) -> Runner:
         genai = import_genai()
         require_device(config.device)
+        if model.mode is Mode.TRANSCRIPTION:
+            from ovrunner.engines.whisper.runner import load_whisper
+
+            return load_whisper(model, config, cache_properties(config.cache_dir, config.device))
         if model.mode is not Mode.COMPLETION:
             # f32: on a bf16-capable CPU the default (bf16) moved vectors by up to 5e-3 at
             # the same speed (docs/benchmarks.md), and stored vectors should not depend on

@@ -1,4 +1,5 @@
-"""An encoder pipeline (`TextEmbeddingPipeline`, `TextRerankPipeline`) in a process of its own.
+"""A one-call-at-a-time pipeline (`TextEmbeddingPipeline`, `TextRerankPipeline`,
+`WhisperPipeline`) in a process of its own.
 
 An abort or a segfault inside a native library ends that process, never the server and the
 chat streams beside it. The server's side, `EncoderProcess`, makes one call at a time (`call`
@@ -6,6 +7,10 @@ blocks; the runner calls it from a worker thread): a call during which the proce
 made once more on a new process, then fails alone with the cause. `crash_limit` deaths within
 `crash_window_s` stop the restarts (a `CrashLoopError`, 503) until the model is unloaded, as
 for the generating engine.
+
+A call may stream: the process sends `("event", value)` messages before its answer (a
+transcription's text as it is decoded), handed to the caller's `on_event`; `cancel` asks the
+call in progress to stop (the pipeline's streamer reads the flag between tokens).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,9 +39,37 @@ class EncoderSpec:
     top_n: int
 
 
+@dataclass(frozen=True)
+class CallContext:
+    """What a call inside the process may use besides its arguments."""
+
+    emit: Callable[[Any], None]  # sends an event to the caller
+    cancelled: Callable[[], bool]  # whether the caller asked the call to stop
+
+
+class _PipelineCalls:
+    """An encoder pipeline's methods as calls: the context ignored, results as plain lists."""
+
+    def __init__(self, pipeline: Any) -> None:
+        self._pipeline = pipeline
+
+    def __getattr__(self, method: str) -> Callable[..., Any]:
+        def call(_context: CallContext, *args: Any) -> Any:
+            result = getattr(self._pipeline, method)(*args)
+            # Embeddings: one vector per text; rerank: (index, score) pairs.
+            return [tuple(r) if isinstance(r, tuple) else list(r) for r in result]
+
+        return call
+
+
 def open_encoder(spec: EncoderSpec) -> Any:
-    """The pipeline of `spec` (inside the encoder process)."""
+    """What answers the calls of `spec` (inside the process)."""
     import openvino_genai as genai
+
+    if spec.model.mode is Mode.TRANSCRIPTION:
+        from ovrunner.engines.whisper.worker import WhisperWorker
+
+        return WhisperWorker(spec.model.path, spec.device, spec.properties)
 
     from ovrunner.engines.encoder_files import embedding_config, encoder_window
 
@@ -47,33 +81,38 @@ def open_encoder(spec: EncoderSpec) -> Any:
             normalize=config.normalize,
             max_length=config.window,
         )
-        return genai.TextEmbeddingPipeline(path, spec.device, pipeline_config, **spec.properties)
+        return _PipelineCalls(
+            genai.TextEmbeddingPipeline(path, spec.device, pipeline_config, **spec.properties)
+        )
     pipeline_config = genai.TextRerankPipeline.Config(
         top_n=spec.top_n, max_length=encoder_window(spec.model.path)
     )
-    return genai.TextRerankPipeline(path, spec.device, pipeline_config, **spec.properties)
+    return _PipelineCalls(
+        genai.TextRerankPipeline(path, spec.device, pipeline_config, **spec.properties)
+    )
 
 
-def serve(conn: Any, spec: EncoderSpec) -> None:
-    """The encoder process: open the pipeline, then answer `(method, args)` calls until EOF."""
+def serve(conn: Any, spec: EncoderSpec, cancel: Any) -> None:
+    """The process: open the pipeline, then answer `(method, args)` calls until EOF."""
     try:
-        pipeline = open_encoder(spec)
+        worker = open_encoder(spec)
     except Exception as exc:  # noqa: BLE001 - sent to the server as the load's failure
         conn.send(("failed", str(exc)))
         return
     conn.send(("ready", None))
+    context = CallContext(emit=lambda value: conn.send(("event", value)),
+                          cancelled=cancel.is_set)  # fmt: skip
     while True:
         try:
             method, args = conn.recv()
         except (EOFError, OSError):
             return
         try:
-            result = getattr(pipeline, method)(*args)
-        except RuntimeError as exc:  # the pipeline refused these inputs: that call's error
+            result = getattr(worker, method)(context, *args)
+        except (RuntimeError, ValueError) as exc:  # the pipeline refused these inputs
             conn.send(("error", str(exc)))
             continue
-        # Embeddings: one vector per text; rerank: (index, score) pairs. As plain lists.
-        conn.send(("ok", [tuple(r) if isinstance(r, tuple) else list(r) for r in result]))
+        conn.send(("ok", result))
 
 
 class EncoderProcess:
@@ -83,6 +122,9 @@ class EncoderProcess:
         self._spec = spec
         self._crashes = CrashWindow(crash_limit, crash_window_s)
         self._lock = threading.Lock()  # one call at a time; also guards start and close
+        self._cancel: Any = None  # the flag of the call in progress (an Event shared with it)
+        self._current: object | None = None  # the call in progress, for `cancel`
+        self._cancel_lock = threading.Lock()
         self._failure: CrashLoopError | None = None
         self._closed = False
         self.restarts = 0
@@ -97,7 +139,8 @@ class EncoderProcess:
     def _start(self) -> None:
         context = multiprocessing.get_context("spawn")
         conn, child = context.Pipe()
-        process = context.Process(target=serve, args=(child, self._spec), daemon=True,
+        self._cancel = context.Event()
+        process = context.Process(target=serve, args=(child, self._spec, self._cancel), daemon=True,
                                   name=f"ovrunner-encoder-{self._spec.model.id}")  # fmt: skip
         process.start()
         child.close()
@@ -112,17 +155,26 @@ class EncoderProcess:
             raise ModelLoadFailedError(f"could not load model {self._spec.model.id!r}: {detail}")
         self._process, self._conn = process, conn
 
-    def call(self, method: str, *args: Any) -> Any:
-        """`pipeline.method(*args)` in the process; blocking, from a worker thread."""
+    def call(self, method: str, *args: Any, on_event: Callable[[Any], None] | None = None,
+             token: object | None = None) -> Any:  # fmt: skip
+        """`method(*args)` in the process; blocking, from a worker thread. Events the call
+        sends go to `on_event`; `cancel(token)` asks this call to stop."""
         with self._lock:
             if self._closed:
                 raise EngineError(f"the runner of {self._spec.model.id!r} was unloaded")
             for attempt in (1, 2):
                 if self._failure is not None:
                     raise self._failure
+                with self._cancel_lock:
+                    self._cancel.clear()
+                    self._current = token
                 try:
                     self._conn.send((method, args))
                     status, value = self._conn.recv()
+                    while status == "event":
+                        if on_event is not None:
+                            on_event(value)
+                        status, value = self._conn.recv()
                 except (EOFError, OSError, BrokenPipeError):
                     cause = self._died()
                     if attempt == 2 or self._failure is not None:
@@ -133,10 +185,19 @@ class EncoderProcess:
                             else cause
                         ) from None
                     continue
+                finally:
+                    with self._cancel_lock:
+                        self._current = None
                 if status == "error":
                     raise EngineError(f"the {self._spec.model.mode.value} pipeline failed: {value}")
                 return value
         raise AssertionError("unreachable")
+
+    def cancel(self, token: object) -> None:
+        """Ask the call made with `token` to stop, if it is still the one in progress."""
+        with self._cancel_lock:
+            if token is not None and self._current is token:
+                self._cancel.set()
 
     def _died(self) -> str:
         """The process died in a call: count it, and start a new one unless in a crash loop."""

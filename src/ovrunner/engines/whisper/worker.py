@@ -1,0 +1,70 @@
+"""WhisperPipeline inside its engine process (`engines/openvino/encoder_process.py` runs it):
+one transcription at a time, text streamed as it is decoded, stopped when the caller cancels.
+
+The pipeline is built with word timestamps on when the model's `generation_config.json` names
+its alignment heads (GenAI patches the decoder for them only at construction; measured here,
+decoding is no slower with them on), so one pipeline serves every request.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+class WhisperWorker:
+    def __init__(self, path: Path, device: str, properties: dict[str, Any]) -> None:
+        import openvino_genai as genai
+
+        self.word_timestamps = _has_alignment_heads(path)
+        self._pipeline = genai.WhisperPipeline(str(path), device,
+                                               word_timestamps=self.word_timestamps, **properties)  # fmt: skip
+        config = self._pipeline.get_generation_config()
+        self.languages = sorted(key.strip("<|>") for key in config.lang_to_id)
+
+    def info(self, _context: Any) -> dict[str, Any]:
+        return {"word_timestamps": self.word_timestamps, "languages": self.languages}
+
+    def transcribe(self, context: Any, samples: Any, options: dict[str, Any]) -> dict[str, Any]:
+        """Decode `samples` (16 kHz mono float32); `options` as `TranscriptionRequest` has
+        them. Text goes to `context.emit` as it comes (if `options["stream"]`)."""
+        config = self._pipeline.get_generation_config()
+        config.task = options["task"]
+        if options.get("language"):
+            config.language = f"<|{options['language']}|>"
+        if options.get("prompt"):
+            config.initial_prompt = options["prompt"]
+        temperature = float(options.get("temperature") or 0.0)
+        config.do_sample = temperature > 0
+        if temperature > 0:
+            config.temperature = temperature
+        config.return_timestamps = bool(options.get("segment_timestamps"))
+        config.word_timestamps = bool(options.get("word_timestamps"))
+
+        def streamer(text: str) -> bool:  # True stops the decoding
+            if options.get("stream") and text:
+                context.emit(text)
+            return bool(context.cancelled())
+
+        result = self._pipeline.generate(samples.tolist(), config, streamer)
+        return {
+            "text": result.texts[0] if result.texts else "",
+            "language": getattr(result, "language", None) or options.get("language"),
+            "segments": [(c.start_ts, c.end_ts, c.text) for c in (result.chunks or [])],
+            "words": [
+                (w.word, w.start_ts, w.end_ts) for w in (getattr(result, "words", None) or [])
+            ],
+            "cancelled": bool(context.cancelled()),
+        }
+
+
+def _has_alignment_heads(path: Path) -> bool:
+    try:
+        config = json.loads((path / "generation_config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return bool(isinstance(config, dict) and config.get("alignment_heads"))
