@@ -40,6 +40,7 @@ from ovrunner.openapi import openapi_json
 from ovrunner.response_store import Bounds, open_response_store
 from ovrunner.routes import (
     anthropic,
+    audio,
     embeddings,
     models,
     ollama,
@@ -182,6 +183,7 @@ def _routes() -> list[BaseRoute]:
         *models.routes(),
         *openai.routes(),
         *embeddings.routes(),
+        *audio.routes(),
         *anthropic.routes(),
         *ollama.routes(),
         *responses.routes(),
@@ -207,7 +209,7 @@ def _middleware(settings: Settings, metrics: Metrics, drain: Drain) -> list[Midd
                                 allowed_hosts=settings.allowed_hosts))  # fmt: skip
     encoder_bytes = encoder_body_bytes(settings.embedding_max_inputs, settings.embedding_max_tokens)
     stack.append(Middleware(BodyLimit, max_bytes=settings.max_body_bytes,
-                            encoder_bytes=encoder_bytes))  # fmt: skip
+                            encoder_bytes=encoder_bytes, audio_bytes=settings.audio_max_bytes))  # fmt: skip
     return stack
 
 

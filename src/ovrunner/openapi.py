@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse
 
 from ovrunner import __version__
 from ovrunner.protocol.anthropic import CountTokensParams, Message, MessageCreateParams, TokenCount
+from ovrunner.protocol.audio import TranscriptionJson, TranscriptionUpload, TranslationUpload
 from ovrunner.protocol.embeddings import (
     CreateEmbeddingResponse,
     EmbeddingCreateRequest,
@@ -107,6 +108,14 @@ ROUTES: list[tuple[str, str, str, type[BaseModel] | None, type[BaseModel] | None
      WorkerRequest, WorkerResponse),
     ("post", "/v1/worker/condense-notification", "Notification (original contract)",
      WorkerRequest, WorkerResponse),
+    ("post", "/v1/audio/transcriptions", "Transcribe audio (a multipart form)",
+     TranscriptionUpload, TranscriptionJson),
+    ("post", "/v1/audio/translations", "Translate audio into English text (a multipart form)",
+     TranslationUpload, TranscriptionJson),
+    ("post", "/engines/{engine}/v1/audio/transcriptions", "Transcribe audio on one engine",
+     TranscriptionUpload, TranscriptionJson),
+    ("post", "/engines/{engine}/v1/audio/translations", "Translate audio on one engine",
+     TranslationUpload, TranscriptionJson),
     ("get", "/models", "The model store", None, None),
     ("post", "/models/pull", "Pull a model from the Hugging Face Hub", PullRequest, None),
     ("post", "/models/import", "Import a local GGUF file or IR directory", ImportRequest, None),
@@ -120,6 +129,10 @@ ROUTES: list[tuple[str, str, str, type[BaseModel] | None, type[BaseModel] | None
     ("get", "/metrics", "Prometheus metrics", None, None),
     ("get", "/openapi.json", "This document", None, None),
 ]  # fmt: skip
+
+
+# Request bodies sent as multipart forms (a file and fields), not JSON.
+MULTIPART = (TranscriptionUpload, TranslationUpload)
 
 
 def _ref(model: type[BaseModel]) -> dict[str, str]:
@@ -150,10 +163,9 @@ def build_document() -> dict[str, Any]:
         if parameters:
             operation["parameters"] = parameters
         if request is not None:
-            operation["requestBody"] = {
-                "required": True,
-                "content": {"application/json": {"schema": _ref(request)}},
-            }
+            media = "multipart/form-data" if request in MULTIPART else "application/json"
+            operation["requestBody"] = {"required": True,
+                                        "content": {media: {"schema": _ref(request)}}}  # fmt: skip
         paths.setdefault(path, {})[method] = operation
     return {
         "openapi": "3.1.0",

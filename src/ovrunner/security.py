@@ -100,6 +100,9 @@ class ApiKeyGuard:
 # The routes whose own bounds allow larger bodies than the generic cap: a batch of embedding
 # inputs or rerank documents, bounded in inputs and tokens (`embedding_max_inputs`, `_tokens`).
 ENCODER_PATHS = ("/v1/embeddings", "/api/embed", "/api/embeddings", "/v1/rerank", "/rerank")
+AUDIO_PATHS = ("/v1/audio/transcriptions", "/v1/audio/translations")
+# Room in an audio upload's body for the form's other fields and part headers.
+FORM_OVERHEAD_BYTES = 64 * 1024
 # Body bytes a token of an encoder input may take: a token is a few characters, each up to 6
 # bytes in JSON (`\u4e2d`), or an integer id and a comma.
 BYTES_PER_TOKEN = 16
@@ -111,22 +114,29 @@ def encoder_body_bytes(max_inputs: int, max_tokens: int) -> int:
 
 
 class BodyLimit:
-    """Caps request bodies at `max_bytes` (`encoder_bytes` on the encoder routes, whichever is
-    larger, so a request within a route's own bounds never meets a smaller generic cap): at
-    once from Content-Length, and by counting the bytes received, so chunked uploads cannot
-    get past it."""
+    """Caps request bodies at `max_bytes` (`encoder_bytes` on the encoder routes and
+    `audio_bytes` on the audio routes, whichever is larger, so a request within a route's own
+    bounds never meets a smaller generic cap): at once from Content-Length, and by counting
+    the bytes received, so chunked uploads cannot get past it."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int, encoder_bytes: int = 0) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, encoder_bytes: int = 0,
+                 audio_bytes: int = 0) -> None:  # fmt: skip
         self.app = app
         self.max_bytes = max_bytes
         self.encoder_bytes = max(max_bytes, encoder_bytes)
+        self.audio_bytes = max(max_bytes, audio_bytes + FORM_OVERHEAD_BYTES)
+
+    def limit(self, path: str) -> int:
+        if path.endswith(ENCODER_PATHS):
+            return self.encoder_bytes
+        return self.audio_bytes if path.endswith(AUDIO_PATHS) else self.max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         path = str(scope.get("path", "")).rstrip("/")
-        limit = self.encoder_bytes if path.endswith(ENCODER_PATHS) else self.max_bytes
+        limit = self.limit(path)
         too_large = RequestTooLargeError(f"the request body exceeds the limit of {limit} bytes")
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None and length.isdigit() and int(length) > limit:

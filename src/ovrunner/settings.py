@@ -193,6 +193,17 @@ class Settings(BaseSettings):
         ge=1,
         description="Tokens per /v1/embeddings or /v1/rerank request, all inputs together.",
     )
+    audio_max_bytes: int = Field(
+        25 * 1024 * 1024,
+        ge=1024,
+        description="Largest audio file /v1/audio/transcriptions and translations take (413), "
+        "as OpenAI's 25 MB.",
+    )
+    audio_max_seconds: float = Field(
+        1800,
+        gt=0,
+        description="Longest audio per transcription, checked before it is decoded (400).",
+    )
     reasoning_format: Literal["separate", "inline"] = Field(
         "separate",
         description="A reasoning model's thinking: `separate` puts it in `reasoning_content`; "

@@ -1,0 +1,288 @@
+"""Speech to text on a real server: Whisper base as published in CTranslate2's format
+(tests/support/whisper_model.py), imported with `ovrunner models import` (so converted by
+ovrunner's own converter), transcribing espeak-ng's speech through the `openai` SDK, curl and
+raw HTTP: every container, every response format, streaming, long audio, cancellation, an
+engine process killed mid-transcription, and bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from tests.support.server import ServerProcess
+from tests.support.speech import CONTAINERS, encode, silence_wav, speak, wav_samples
+from tests.support.system import require_program
+from tests.support.whisper_model import fetch_whisper_base
+
+MODEL = "whisper-base"
+SENTENCE = "The quick brown fox jumps over the lazy dog."
+# Bounds the server runs with, small enough to test cheaply.
+MAX_SECONDS = 120
+MAX_BYTES = 3_000_000
+
+
+@pytest.fixture(scope="module")
+def whisper_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    store = tmp_path_factory.mktemp("audio")
+    imported = subprocess.run(
+        [sys.executable, "-m", "ovrunner.cli", "models", "import", str(fetch_whisper_base()),
+         "--name", MODEL, "--store-dir", str(store)],
+        check=False, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert imported.returncode == 0, imported.stderr[-2000:]
+    process = ServerProcess(store, "--audio-max-seconds", str(MAX_SECONDS),
+                            "--audio-max-bytes", str(MAX_BYTES)).wait_ready()  # fmt: skip
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="module")
+def speech() -> bytes:
+    return speak(SENTENCE)
+
+
+@pytest.fixture
+def sdk(whisper_server: ServerProcess) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{whisper_server.base_url}/v1", api_key="x", max_retries=0,
+                         timeout=300)  # fmt: skip
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z]+", text.lower())
+
+
+def _heard_the_sentence(text: str) -> bool:
+    """Whisper base on espeak-ng's voice, through lossy codecs: most of the sentence's words
+    (it hears "brown" as "round", "jumps over" as "dumb, sober" once in a while)."""
+    heard = set(_words(text))
+    return len(heard & {"quick", "fox", "jumps", "over", "lazy", "dog"}) >= 4
+
+
+def test_the_sdk_transcribes_speech(sdk: openai.OpenAI, speech: bytes) -> None:
+    result = sdk.audio.transcriptions.create(model=MODEL, file=("speech.wav", speech))
+    assert _heard_the_sentence(result.text), result.text
+    samples, rate = wav_samples(speech)
+    assert result.usage.seconds == math.ceil(len(samples) / rate)
+
+
+def test_the_model_is_listed_as_speech_to_text(sdk: openai.OpenAI) -> None:
+    listed = {m.id: m for m in sdk.models.list().data}
+    assert listed[MODEL].model_extra["mode"] == "transcription"
+
+
+@pytest.mark.parametrize("extension", sorted(CONTAINERS))
+def test_every_container_openai_accepts(sdk: openai.OpenAI, speech: bytes, extension: str) -> None:
+    samples, rate = wav_samples(speech)
+    data = encode(samples, rate, extension)
+    result = sdk.audio.transcriptions.create(model=MODEL, file=(f"speech.{extension}", data))
+    assert _heard_the_sentence(result.text), (extension, result.text)
+
+
+def test_verbose_json_times_words_and_segments(sdk: openai.OpenAI, speech: bytes) -> None:
+    result = sdk.audio.transcriptions.create(
+        model=MODEL, file=("speech.wav", speech), response_format="verbose_json",
+        timestamp_granularities=["word", "segment"], language="en",
+    )  # fmt: skip
+    assert result.language == "english" and result.task == "transcribe"
+    assert _heard_the_sentence(result.text)
+    words = result.words or []
+    assert [w.word.lower().strip(".,") for w in words][-2:] == ["lazy", "dog"]
+    starts = [w.start for w in words]
+    assert starts == sorted(starts)
+    assert all(0 <= w.start <= w.end <= result.duration + 0.5 for w in words)
+    segments = result.segments or []
+    assert segments and [s.id for s in segments] == list(range(len(segments)))
+    assert segments[-1].end <= result.duration + 0.5
+    assert " ".join(s.text.strip() for s in segments) == result.text
+    # Only what was asked for: segments alone when words are not.
+    alone = sdk.audio.transcriptions.create(model=MODEL, file=("speech.wav", speech),
+                                            response_format="verbose_json")  # fmt: skip
+    assert alone.segments and alone.words is None
+
+
+def test_subtitles_and_plain_text(sdk: openai.OpenAI, speech: bytes) -> None:
+    srt = sdk.audio.transcriptions.create(
+        model=MODEL, file=("s.wav", speech), response_format="srt"
+    )
+    assert re.match(r"1\n00:00:00,\d{3} --> 00:00:\d{2},\d{3}\n\S", str(srt)), srt
+    vtt = sdk.audio.transcriptions.create(
+        model=MODEL, file=("s.wav", speech), response_format="vtt"
+    )
+    assert re.match(r"WEBVTT\n\n00:00:00\.\d{3} --> 00:00:\d{2}\.\d{3}\n\S", str(vtt)), vtt
+    text = sdk.audio.transcriptions.create(
+        model=MODEL, file=("s.wav", speech), response_format="text"
+    )
+    assert _heard_the_sentence(str(text)) and not str(text).startswith('"')
+
+
+def test_streaming_sends_the_text_as_it_is_decoded(sdk: openai.OpenAI, speech: bytes) -> None:
+    whole = sdk.audio.transcriptions.create(model=MODEL, file=("speech.wav", speech)).text
+    events = list(sdk.audio.transcriptions.create(model=MODEL, file=("speech.wav", speech),
+                                                  stream=True))  # fmt: skip
+    deltas = [e.delta for e in events if e.type == "transcript.text.delta"]
+    done = [e for e in events if e.type == "transcript.text.done"]
+    assert len(deltas) > 3 and len(done) == 1 and events[-1] is done[0]
+    assert "".join(deltas).strip() == done[0].text == whole
+
+
+def test_long_audio_is_transcribed_window_by_window(sdk: openai.OpenAI) -> None:
+    sentences = [f"Sentence number {n}. {SENTENCE}" for n in ("one", "two", "three", "four",
+                                                               "five", "six", "seven", "eight")]  # fmt: skip
+    speech = speak(" ".join(sentences))
+    samples, rate = wav_samples(speech)
+    duration = len(samples) / rate
+    assert duration > 35  # more than one 30 s window
+    result = sdk.audio.transcriptions.create(model=MODEL, file=("long.wav", speech),
+                                             response_format="verbose_json")  # fmt: skip
+    segments = result.segments or []
+    assert segments[-1].end > 30 and segments[-1].end <= duration + 1
+    assert [s.start for s in segments] == sorted(s.start for s in segments)
+    assert _words(result.text).count("fox") >= 6, result.text
+
+
+def test_translation_route(sdk: openai.OpenAI, speech: bytes) -> None:
+    result = sdk.audio.translations.create(model=MODEL, file=("speech.wav", speech))
+    assert _heard_the_sentence(result.text)
+
+
+def test_curl_posts_a_file(whisper_server: ServerProcess, speech: bytes, tmp_path: Path) -> None:
+    curl = require_program("curl", "curl")
+    audio = tmp_path / "speech.mp3"
+    samples, rate = wav_samples(speech)
+    audio.write_bytes(encode(samples, rate, "mp3"))
+    out = subprocess.run([curl, "-sS", f"{whisper_server.base_url}/v1/audio/transcriptions",
+                          "-F", f"file=@{audio}", "-F", f"model={MODEL}", "-F", "response_format=text"],
+                         capture_output=True, text=True, timeout=300, check=True)  # fmt: skip
+    assert _heard_the_sentence(out.stdout), out.stdout
+
+
+def _runner(server: ServerProcess) -> dict:
+    runners = httpx.get(f"{server.base_url}/engines/ps").json()["runners"]
+    return next(r for r in runners if r["model"] == MODEL)
+
+
+def test_a_client_that_leaves_cancels_its_transcription(
+    whisper_server: ServerProcess, sdk: openai.OpenAI
+) -> None:
+    speech = speak(" ".join([SENTENCE] * 8))
+    url = f"{whisper_server.base_url}/v1/audio/transcriptions"
+    with httpx.stream("POST", url, files={"file": ("long.wav", speech)},
+                      data={"model": MODEL, "stream": "true"}, timeout=300) as response:  # fmt: skip
+        assert response.status_code == 200
+        first = next(line for line in response.iter_lines() if line.startswith("data:"))
+        assert json.loads(first[5:])["type"] == "transcript.text.delta"
+    deadline = time.monotonic() + 30
+    while (runner := _runner(whisper_server))["in_use"] or runner["stats"]["running"]:
+        assert time.monotonic() < deadline, runner
+        time.sleep(0.2)
+    # The decoding stopped: the next request is answered, by the same engine process.
+    pid = runner["stats"]["engine_pid"]
+    assert _heard_the_sentence(
+        sdk.audio.transcriptions.create(model=MODEL, file=("s.wav", speak(SENTENCE))).text
+    )
+    assert _runner(whisper_server)["stats"]["engine_pid"] == pid
+
+
+def test_an_engine_process_killed_mid_transcription(
+    whisper_server: ServerProcess, sdk: openai.OpenAI, speech: bytes
+) -> None:
+    """The call is made once more on a new process: the client gets its transcript."""
+    import os
+    import signal
+    import threading
+
+    sdk.audio.transcriptions.create(model=MODEL, file=("s.wav", speech))  # loaded
+    before = _runner(whisper_server)["stats"]
+    long_speech = speak(" ".join([SENTENCE] * 8))
+    answer: dict = {}
+
+    def transcribe() -> None:
+        answer["text"] = sdk.audio.transcriptions.create(
+            model=MODEL, file=("l.wav", long_speech)
+        ).text
+
+    thread = threading.Thread(target=transcribe)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not _runner(whisper_server)["stats"]["running"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    time.sleep(0.5)  # into the decoding
+    os.kill(before["engine_pid"], signal.SIGKILL)
+    thread.join(300)
+    assert _words(answer["text"]).count("fox") >= 6
+    after = _runner(whisper_server)["stats"]
+    assert (
+        after["restarts"] == before["restarts"] + 1 and after["engine_pid"] != before["engine_pid"]
+    )
+
+
+BAD_FORMS = [
+    pytest.param({"model": MODEL}, None, 400, "file", id="no file"),
+    pytest.param(
+        {"model": MODEL}, ("x.mp3", b"not audio at all" * 64), 400, "file", id="not audio"
+    ),
+    pytest.param({"model": MODEL}, ("x.wav", b""), 400, "file", id="empty file"),
+    pytest.param({"model": MODEL, "colour": "blue"}, "speech", 400, "colour", id="unknown field"),
+    pytest.param(
+        {"model": MODEL, "temperature": "7"}, "speech", 400, "temperature", id="temperature"
+    ),
+    pytest.param(
+        {"model": MODEL, "response_format": "diarized_json"},
+        "speech",
+        400,
+        "response_format",
+        id="diarization",
+    ),  # fmt: skip
+    pytest.param(
+        {"model": MODEL, "include[]": "logprobs"}, "speech", 400, "include[]", id="logprobs"
+    ),
+    pytest.param({"model": "smollm2-135m"}, "speech", 400, "model", id="a chat model"),
+    pytest.param({"model": "no-such-model"}, "speech", 404, "model", id="unknown model"),
+    pytest.param(
+        {"model": MODEL},
+        ("long.wav", silence_wav(MAX_SECONDS + 10, rate=8000)),
+        400,
+        "file",
+        id="too long",
+    ),
+    pytest.param(
+        {"model": MODEL}, ("big.wav", b"\0" * (MAX_BYTES + 100_000)), 413, None, id="too large"
+    ),
+]
+
+
+@pytest.mark.parametrize(("fields", "file", "status", "param"), BAD_FORMS)
+def test_bad_input_is_refused_by_name(
+    whisper_server: ServerProcess, speech: bytes, fields: dict, file: object, status: int,
+    param: str | None,
+) -> None:  # fmt: skip
+    # Without a file, the model goes as a part of its own: still a multipart form.
+    files = (
+        {"file": ("speech.wav", speech) if file == "speech" else file}
+        if file
+        else {"model": (None, MODEL)}
+    )
+    response = httpx.post(f"{whisper_server.base_url}/v1/audio/transcriptions", data=fields,
+                          files=files, timeout=120)  # fmt: skip
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert error["param"] == param and error["message"]
+    assert httpx.get(f"{whisper_server.base_url}/healthz").status_code == 200
+
+
+def test_a_json_body_is_a_415(whisper_server: ServerProcess) -> None:
+    response = httpx.post(f"{whisper_server.base_url}/v1/audio/transcriptions",
+                          json={"model": MODEL, "file": "speech.wav"})  # fmt: skip
+    assert response.status_code == 415
+    assert "multipart/form-data" in response.json()["error"]["message"]

@@ -1,0 +1,81 @@
+"""Speech to test with: Debian's espeak-ng speaks a sentence to a WAV file, and PyAV (the
+decoder the server uses, whose wheel also encodes) writes it in each container OpenAI's
+audio routes accept."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import tempfile
+import wave
+from pathlib import Path
+
+import numpy as np
+
+from tests.support.system import require_program
+
+# extension -> (muxer, encoder, sample rate, layout, encoder options)
+CONTAINERS = {
+    "wav": ("wav", "pcm_s16le", 16000, "mono", {}),
+    "flac": ("flac", "flac", 16000, "mono", {}),
+    "mp3": ("mp3", "libmp3lame", 16000, "mono", {}),
+    "mpga": ("mp3", "libmp3lame", 16000, "mono", {}),
+    "mpeg": ("mpeg", "mp2", 16000, "mono", {}),
+    "ogg": ("ogg", "libopus", 48000, "mono", {}),
+    # FFmpeg's own Vorbis encoder writes stereo only, and asks to be allowed (experimental).
+    "oga": ("ogg", "vorbis", 44100, "stereo", {"strict": "experimental"}),
+    "webm": ("webm", "libopus", 48000, "mono", {}),
+    "m4a": ("ipod", "aac", 16000, "mono", {}),
+    "mp4": ("mp4", "aac", 16000, "mono", {}),
+}
+
+
+def speak(text: str) -> bytes:
+    """`text` spoken by espeak-ng, as WAV bytes (22,050 Hz mono)."""
+    espeak = require_program("espeak-ng", "espeak-ng")
+    with tempfile.TemporaryDirectory() as work:
+        path = Path(work) / "speech.wav"
+        subprocess.run([espeak, "-v", "en-us", "-s", "150", "-w", str(path), text], check=True)
+        return path.read_bytes()
+
+
+def wav_samples(data: bytes) -> tuple[np.ndarray, int]:
+    """Mono float32 samples and their rate, from 16-bit WAV bytes."""
+    with wave.open(io.BytesIO(data)) as reader:
+        frames = reader.readframes(reader.getnframes())
+        rate = reader.getframerate()
+    return np.frombuffer(frames, np.int16).astype(np.float32) / 32768, rate
+
+
+def silence_wav(seconds: float, rate: int = 16000) -> bytes:
+    out = io.BytesIO()
+    with wave.open(out, "wb") as writer:
+        writer.setnchannels(1)
+        writer.setsampwidth(2)
+        writer.setframerate(rate)
+        writer.writeframes(b"\0\0" * int(seconds * rate))
+    return out.getvalue()
+
+
+def encode(samples: np.ndarray, rate: int, extension: str) -> bytes:
+    """Samples (mono float32) in the container `extension`."""
+    import av
+
+    muxer, codec, out_rate, layout, options = CONTAINERS[extension]
+    buffer = io.BytesIO()
+    with av.open(buffer, mode="w", format=muxer) as out:
+        stream = out.add_stream(codec, rate=out_rate, layout=layout, options=options)
+        frame = av.AudioFrame.from_ndarray(
+            np.ascontiguousarray(samples, dtype=np.float32).reshape(1, -1),
+            format="flt",
+            layout="mono",
+        )
+        frame.sample_rate = rate
+        resampler = av.AudioResampler(format=stream.codec_context.format, layout=layout,
+                                      rate=out_rate, frame_size=stream.codec_context.frame_size or None)  # fmt: skip
+        for piece in resampler.resample(frame) + resampler.resample(None):
+            for packet in stream.encode(piece):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return buffer.getvalue()
