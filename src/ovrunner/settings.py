@@ -199,6 +199,13 @@ class Settings(BaseSettings):
         description="Largest audio file /v1/audio/transcriptions and translations take (413), "
         "as OpenAI's 25 MB.",
     )
+    transcription_beams: int = Field(
+        5,
+        ge=1,
+        le=8,
+        description="Beam search width of a transcription at temperature 0 (1: greedy; a "
+        "streamed transcription is always greedy).",
+    )
     audio_max_seconds: float = Field(
         1800,
         gt=0,

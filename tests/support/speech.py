@@ -57,14 +57,19 @@ def silence_wav(seconds: float, rate: int = 16000) -> bytes:
     return out.getvalue()
 
 
-def encode(samples: np.ndarray, rate: int, extension: str) -> bytes:
-    """Samples (mono float32) in the container `extension`."""
+def encode(samples: np.ndarray, rate: int, extension: str, *, bit_rate: int | None = None,
+           out_rate: int | None = None) -> bytes:  # fmt: skip
+    """Samples (mono float32) in the container `extension` (at its codec's usual rate and bit
+    rate unless given)."""
     import av
 
-    muxer, codec, out_rate, layout, options = CONTAINERS[extension]
+    muxer, codec, usual_rate, layout, options = CONTAINERS[extension]
+    out_rate = out_rate or usual_rate
     buffer = io.BytesIO()
     with av.open(buffer, mode="w", format=muxer) as out:
         stream = out.add_stream(codec, rate=out_rate, layout=layout, options=options)
+        if bit_rate is not None:
+            stream.bit_rate = bit_rate
         frame = av.AudioFrame.from_ndarray(
             np.ascontiguousarray(samples, dtype=np.float32).reshape(1, -1),
             format="flt",

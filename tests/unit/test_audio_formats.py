@@ -75,6 +75,14 @@ def test_what_is_not_audio_is_a_400_naming_the_file(data: bytes, wording: str) -
     assert caught.value.param == "file"
 
 
+@pytest.mark.parametrize("extension", ["mp3", "webm"])
+def test_a_file_cut_short_is_refused_as_truncated(extension: str) -> None:
+    whole = encode(_tone(20.0), 22050, extension)
+    assert len(decode_audio(whole, max_seconds=60)) / SAMPLE_RATE == pytest.approx(20, abs=0.2)
+    with pytest.raises(InvalidValueError, match=r"truncated: its header declares 20\.\d s"):
+        decode_audio(whole[: len(whole) // 2], max_seconds=60)
+
+
 def test_audio_over_the_bound_is_refused_from_its_header() -> None:
     with pytest.raises(AudioTooLongError, match="61 s long; .* at most 60 s"):
         decode_audio(silence_wav(61, rate=8000), max_seconds=60)

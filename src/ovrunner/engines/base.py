@@ -284,6 +284,7 @@ class TranscriptionRequest:
     language: str | None = None  # an ISO 639-1 code; None: detected from the audio
     prompt: str | None = None  # earlier text or spellings, as Whisper's initial prompt
     temperature: float = 0.0
+    beams: int = 1  # beam search width at temperature 0 (1: greedy)
     word_timestamps: bool = False
     segment_timestamps: bool = False
     stream: bool = False  # send the text as it is decoded (`TranscriptDelta`s)

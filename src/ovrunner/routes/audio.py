@@ -5,6 +5,11 @@ The order of the work: the form's fields are checked and the model's mode resolv
 404 before the audio is even decoded), the audio is decoded in a worker thread (bounded in
 bytes by the body limit and in seconds by `audio_max_seconds`), then the model's runner is
 leased. A client that hangs up cancels its transcription, waiting or running.
+
+At temperature 0 the answer is a beam search (`transcription_beams`, 5 by default, as
+faster-whisper and Whisper's own command decode): on espeak-ng's Harvard sentences it made 16.5%
+word errors against greedy decoding's 20.8%, for 1.4x the time. A stream decodes greedily:
+a beam's text is final only at the end of its window, so beams would stream nothing early.
 """
 
 from __future__ import annotations
@@ -81,7 +86,8 @@ async def _answer(request: Request, task: str, allowed: tuple[str, ...]) -> Resp
     verbose = body.response_format == "verbose_json"
     work = TranscriptionRequest(
         samples=samples, task=task, language=body.language, prompt=body.prompt,
-        temperature=body.temperature, word_timestamps=verbose and "word" in granularities,
+        temperature=body.temperature, beams=1 if body.stream else settings.transcription_beams,
+        word_timestamps=verbose and "word" in granularities,
         segment_timestamps=body.response_format in ("srt", "vtt", "verbose_json"),
         stream=body.stream,
     )  # fmt: skip

@@ -74,7 +74,8 @@ class WhisperRunner(Runner):
         deltas: asyncio.Queue[str] = asyncio.Queue()
         token = object()
         options = {"task": request.task, "language": request.language, "prompt": request.prompt,
-                   "temperature": request.temperature, "stream": request.stream,
+                   "temperature": request.temperature, "beams": request.beams,
+                   "stream": request.stream,
                    "segment_timestamps": request.segment_timestamps or request.word_timestamps,
                    "word_timestamps": request.word_timestamps}  # fmt: skip
 

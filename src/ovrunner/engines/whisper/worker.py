@@ -42,6 +42,7 @@ class WhisperWorker:
         config.do_sample = temperature > 0
         if temperature > 0:
             config.temperature = temperature
+        config.num_beams = 1 if temperature > 0 else int(options.get("beams") or 1)
         config.return_timestamps = bool(options.get("segment_timestamps"))
         config.word_timestamps = bool(options.get("word_timestamps"))
 
