@@ -56,6 +56,16 @@ class Metrics:
             "ovrunner_encoder_tokens", "Tokens of embedding inputs and reranked pairs",
             ["model", "mode"], registry=self.registry,
         )  # fmt: skip
+        self.audio_seconds = Counter(
+            "ovrunner_audio_seconds", "Seconds of audio transcribed or translated",
+            ["model"], registry=self.registry,
+        )  # fmt: skip
+        self.real_time_factor = Histogram(
+            "ovrunner_transcription_real_time_factor",
+            "Wall time of a transcription over its audio's length (below 1: faster than real time)",
+            ["model"], buckets=(0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 4),
+            registry=self.registry,
+        )  # fmt: skip
         self.time_to_first_token = Histogram(
             "ovrunner_time_to_first_token_seconds", "From admission to the first generated text",
             ["model"], buckets=_LATENCY_BUCKETS, registry=self.registry,
@@ -78,6 +88,11 @@ class Metrics:
     def observe_encoded(self, model: str, mode: str, inputs: int, tokens: int) -> None:
         self.encoder_inputs.labels(model, mode).inc(inputs)
         self.encoder_tokens.labels(model, mode).inc(tokens)
+
+    def observe_transcribed(self, model: str, audio_seconds: float, wall_seconds: float) -> None:
+        self.audio_seconds.labels(model).inc(audio_seconds)
+        if audio_seconds > 0:
+            self.real_time_factor.labels(model).observe(wall_seconds / audio_seconds)
 
     def observe_usage(self, model: str, prompt_tokens: int, completion_tokens: int) -> None:
         self.prompt_tokens.labels(model).inc(prompt_tokens)

@@ -210,6 +210,24 @@ def test_word_error_rate_on_the_harvard_sentences(sdk: openai.OpenAI) -> None:
     assert error_rate <= WER_BOUND, list(zip(references, hypotheses, strict=True))
 
 
+def test_metrics_count_audio_and_the_real_time_factor(
+    whisper_server: ServerProcess, sdk: openai.OpenAI, speech: bytes
+) -> None:
+    def series() -> dict[str, float]:
+        text = httpx.get(f"{whisper_server.base_url}/metrics").text
+        pattern = rf'^(ovrunner_audio_seconds_total|ovrunner_transcription_real_time_factor_count){{model="{MODEL}"}} (\S+)$'
+        return {m[1]: float(m[2]) for m in re.finditer(pattern, text, re.MULTILINE)}
+
+    before = series()
+    sdk.audio.transcriptions.create(model=MODEL, file=("speech.wav", speech))
+    after = series()
+    samples, rate = wav_samples(speech)
+    audio = "ovrunner_audio_seconds_total"
+    assert after[audio] - before.get(audio, 0) == pytest.approx(len(samples) / rate, rel=0.01)
+    count = "ovrunner_transcription_real_time_factor_count"
+    assert after[count] - before.get(count, 0) == 1
+
+
 def test_translation_route(sdk: openai.OpenAI, speech: bytes) -> None:
     result = sdk.audio.translations.create(model=MODEL, file=("speech.wav", speech))
     assert _heard_the_sentence(result.text)

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -36,6 +37,7 @@ from ovrunner.errors import (
     UnsupportedParameterError,
 )
 from ovrunner.lifecycle import Lifecycle
+from ovrunner.metrics import Metrics
 from ovrunner.protocol.audio import (
     AudioForm,
     TextDelta,
@@ -94,7 +96,7 @@ async def _answer(request: Request, task: str, allowed: tuple[str, ...]) -> Resp
     lease = await lifecycle.acquire(body.model, engine=pinned)
     owned = True  # until a stream takes the lease over
     try:
-        events = lease.runner.transcribe(work)
+        events = _metered(lease.runner.transcribe(work), request.app.state.metrics, body.model)
         if body.stream:
             first = await unless_disconnected(request, anext(events))
 
@@ -121,6 +123,17 @@ async def _answer(request: Request, task: str, allowed: tuple[str, ...]) -> Resp
     else:
         answer = TranscriptionJson(text=transcript.text.strip(), usage=usage(transcript))
     return Response(answer.model_dump_json(exclude_none=True), media_type="application/json")
+
+
+async def _metered(events: AsyncGenerator[TranscriptDelta | Transcript, None], metrics: Metrics,
+                   model: str) -> AsyncGenerator[TranscriptDelta | Transcript, None]:  # fmt: skip
+    """The events, counting the transcript's audio and its real-time factor as it completes."""
+    started = time.perf_counter()
+    async with contextlib.aclosing(events):
+        async for item in events:
+            if isinstance(item, Transcript):
+                metrics.observe_transcribed(model, item.duration, time.perf_counter() - started)
+            yield item
 
 
 async def _last(events: AsyncIterator[TranscriptDelta | Transcript]) -> Transcript:
