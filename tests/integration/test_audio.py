@@ -23,7 +23,7 @@ import openai
 import pytest
 
 from tests.support.server import ServerProcess
-from tests.support.speech import CONTAINERS, encode, silence_wav, speak, wav_samples
+from tests.support.speech import CONTAINERS, HARVARD, encode, silence_wav, speak, wav_samples
 from tests.support.system import require_program
 from tests.support.whisper_model import fetch_whisper_base
 
@@ -60,33 +60,6 @@ def sdk(whisper_server: ServerProcess) -> openai.OpenAI:
                          timeout=300)  # fmt: skip
 
 
-# IEEE's Harvard sentences (1969), phonetically balanced, read by espeak-ng's en-us voice.
-HARVARD = (
-    "The birch canoe slid on the smooth planks.",
-    "Glue the sheet to the dark blue background.",
-    "It is easy to tell the depth of a well.",
-    "These days a chicken leg is a rare dish.",
-    "Rice is often served in round bowls.",
-    "The juice of lemons makes fine punch.",
-    "The box was thrown beside the parked truck.",
-    "The hogs were fed chopped corn and garbage.",
-    "Four hours of steady work faced us.",
-    "A large size in stockings is hard to sell.",
-    "The boy was there when the sun rose.",
-    "A rod is used to catch pink salmon.",
-    "The source of the huge river is the clear spring.",
-    "Kick the ball straight and follow through.",
-    "Help the woman get back to her feet.",
-    "A pot of tea helps to pass the evening.",
-    "Smoky fires lack flame and heat.",
-    "The soft cushion broke the man's fall.",
-    "The salt breeze came across from the sea.",
-    "The girl at the booth sold fifty bonds.",
-    "The small pup gnawed a hole in the sock.",
-    "The fish twisted and turned on the bent hook.",
-    "Press the pants and sew a button on the vest.",
-    "The swan dive was far short of perfect.",
-)
 # The word error rate over them all (327 words), measured 0.165 here with the default beam
 # search (greedy: 0.208; faster-whisper on the same weights and audio: 0.131 with its beams and
 # temperature fallback, 0.162 greedy; docs/audio.md); the bound leaves room for another CPU's
