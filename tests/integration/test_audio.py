@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import jiwer
@@ -371,3 +372,48 @@ def test_a_json_body_is_a_415(whisper_server: ServerProcess) -> None:
                           json={"model": MODEL, "file": "speech.wav"})  # fmt: skip
     assert response.status_code == 415
     assert "multipart/form-data" in response.json()["error"]["message"]
+
+
+@pytest.fixture(scope="module")
+def browser_with_a_microphone() -> Iterator[Any]:
+    """Headless Chromium whose microphone is Chromium's fake device (a beeping tone)."""
+    from tests.integration.test_web_page import CHROMIUM_ARGS, chromium_path
+
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    executable = chromium_path()
+    with playwright_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=executable, args=[
+            *CHROMIUM_ARGS, "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"])  # fmt: skip
+        yield launched
+        launched.close()
+
+
+def test_the_page_transcribes_an_upload_and_a_recording(
+    browser_with_a_microphone: Any, whisper_server: ServerProcess, speech: bytes, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    audio = tmp_path / "speech.wav"
+    audio.write_bytes(speech)
+    context = browser_with_a_microphone.new_context(permissions=["microphone"])
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(whisper_server.base_url)
+    # The chat picker offers no speech model; the transcribe picker offers only those.
+    expect(page.get_by_test_id("model-select").locator("option", has_text=MODEL)).to_have_count(0)
+    page.get_by_test_id("tab-transcribe").click()
+    expect(page.get_by_test_id("audio-model")).to_have_value(MODEL)
+    page.get_by_test_id("audio-file").set_input_files(str(audio))
+    page.get_by_test_id("transcribe").click()
+    status = page.get_by_test_id("audio-status")
+    expect(status).to_have_text(re.compile(r"Done: \d+ s of audio"), timeout=180_000)
+    assert _heard_the_sentence(page.get_by_test_id("transcript").text_content() or "")
+
+    page.get_by_test_id("record").click()
+    expect(status).to_have_text("Recording…")
+    page.wait_for_timeout(2000)
+    page.get_by_test_id("record").click()  # stop: the recording is sent
+    expect(status).to_have_text(re.compile(r"Done: [1-9]\d* s of audio"), timeout=180_000)
+    context.close()
+    assert errors == [], errors

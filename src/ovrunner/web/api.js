@@ -25,17 +25,18 @@ export function onAuthRequired(listener) {
   authListeners.push(listener);
 }
 
-// fetch() with the key and JSON body; a response that is not 2xx (nor in `accept`) becomes an
+// fetch() with the key and a JSON body (a FormData body goes as the multipart form it is); a response that is not 2xx (nor in `accept`) becomes an
 // ApiError carrying the server's own message (every route answers {"error": {"message": ...}}).
 export async function request(path, { method = "GET", body, signal, accept = [] } = {}) {
   const headers = {};
   const key = sessionStorage.getItem(KEY_ITEM);
   if (key) headers.Authorization = `Bearer ${key}`;
-  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const form = body instanceof FormData;
+  if (body !== undefined && !form) headers["Content-Type"] = "application/json";
   const response = await fetch(path, {
     method,
     headers,
-    body: body === undefined ? undefined : JSON.stringify(body),
+    body: body === undefined || form ? body : JSON.stringify(body),
     signal,
   });
   if (!response.ok && !accept.includes(response.status)) {

@@ -1,11 +1,13 @@
 // The page's start: tabs, the API key form, and filling the pickers. Each view lives in its
-// own module (chat.js, jobs.js, status.js); api.js is their only way to the server.
+// own module (chat.js, jobs.js, transcribe.js, status.js); api.js is their only way to the
+// server.
 
 import { getJson, hasApiKey, onAuthRequired, setApiKey } from "./api.js";
 import { setupChat, showModels } from "./chat.js";
 import { $ } from "./dom.js";
 import { setupJobs, showJobs } from "./jobs.js";
 import { redrawChart, startStatus } from "./status.js";
+import { setupTranscribe, showTranscriptionModels } from "./transcribe.js";
 
 
 function setupTabs() {
@@ -51,6 +53,7 @@ async function load() {
   try {
     const [models, health] = await Promise.all([getJson("/v1/models"), getJson("/healthz")]);
     showModels(models.data);
+    showTranscriptionModels(models.data);
     showJobs(health.jobs);
     notice("");
   } catch (error) {
@@ -62,4 +65,5 @@ setupTabs();
 setupKeyForm();
 setupChat();
 setupJobs();
+setupTranscribe();
 load().then(startStatus);
