@@ -4,9 +4,9 @@ Downloads go through `huggingface_hub`, which shows progress bars and resumes pa
 into a staging directory inside the store that is kept between attempts; only a complete
 download becomes a stored model (a GGUF through `conversion.add_model`, as an import does).
 
-A repository is named as people name it: `ORG/NAME` (an OpenVINO IR repository, or one that
-holds a single GGUF), `ORG/NAME:Q4_K_M` (the GGUF of that quantization among many) or
-`ORG/NAME:file.gguf`.
+A repository is named as people name it: `ORG/NAME` (an OpenVINO IR repository, a Whisper in
+CTranslate2's format such as `Systran/faster-whisper-base`, or one that holds a single GGUF),
+`ORG/NAME:Q4_K_M` (the GGUF of that quantization among many) or `ORG/NAME:file.gguf`.
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 # What an OpenVINO GenAI pipeline reads from an IR repository: the model, its tokenizer and
 # detokenizer IRs, configs and the chat template. Weights in other formats are skipped.
 IR_FILES = ["openvino_*.xml", "openvino_*.bin", "*.json", "*.jinja"]
+# What a Whisper in CTranslate2's format adds (`engines/whisper/ctranslate2_files.py`).
+CTRANSLATE2_FILES = ["model.bin", "vocabulary.txt"]
 _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 # Ollama names Hub models `hf.co/ORG/NAME:LABEL`.
 _HUB_HOSTS = ("hf.co/", "huggingface.co/", "https://huggingface.co/")
@@ -133,15 +135,18 @@ def pull(
     model_id = model_id or repo_id
     store.ensure_free(model_id)
     staging = store.models_dir / f".pull-{repo_id.replace('/', '--')}"
+    patterns = IR_FILES
     try:
         if filename is None:
             files = HfApi(endpoint=endpoint).list_repo_files(repo_id, revision=revision)
             filename = pick_file(repo_id, files, label)
+            if filename is None and all(name in files for name in CTRANSLATE2_FILES):
+                patterns = IR_FILES + CTRANSLATE2_FILES
         snapshot_download(
             repo_id,
             revision=revision,
             local_dir=staging,
-            allow_patterns=[filename] if filename else IR_FILES,
+            allow_patterns=[filename] if filename else patterns,
             endpoint=endpoint,
         )
     except RepositoryNotFoundError as exc:

@@ -23,6 +23,7 @@ import numpy as np
 import openai
 import pytest
 
+from tests.support.hub_server import HubStandIn
 from tests.support.server import ServerProcess
 from tests.support.speech import CONTAINERS, HARVARD, encode, silence_wav, speak, wav_samples
 from tests.support.system import require_program
@@ -35,15 +36,25 @@ MAX_SECONDS = 120
 MAX_BYTES = 5_000_000
 
 
+REPO = "Systran/faster-whisper-base"
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "ovrunner.cli", *args], check=False,
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def whisper_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """Whisper base pulled as people pull it, from its repository on the Hub (a loopback
+    stand-in serving the published files), so converted from CTranslate2's format."""
     store = tmp_path_factory.mktemp("audio")
-    imported = subprocess.run(
-        [sys.executable, "-m", "ovrunner.cli", "models", "import", str(fetch_whisper_base()),
-         "--name", MODEL, "--store-dir", str(store)],
-        check=False, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert imported.returncode == 0, imported.stderr[-2000:]
+    with HubStandIn({REPO: fetch_whisper_base()}) as hub:
+        pulled = _cli("models", "pull", REPO, "--name", MODEL, "--hf-endpoint", hub.endpoint,
+                      "--store-dir", str(store))  # fmt: skip
+        assert pulled.returncode == 0, pulled.stderr[-2000:]
+        assert sorted(hub.downloads) == ["config.json", "model.bin", "tokenizer.json",
+                                         "vocabulary.txt"]  # fmt: skip
     process = ServerProcess(store, "--audio-max-seconds", str(MAX_SECONDS),
                             "--audio-max-bytes", str(MAX_BYTES)).wait_ready()  # fmt: skip
     yield process
@@ -93,6 +104,22 @@ def test_the_sdk_transcribes_speech(sdk: openai.OpenAI, speech: bytes) -> None:
 def test_the_model_is_listed_as_speech_to_text(sdk: openai.OpenAI) -> None:
     listed = {m.id: m for m in sdk.models.list().data}
     assert listed[MODEL].model_extra["mode"] == "transcription"
+
+
+def test_an_openvino_ir_directory_imports_as_it_is(
+    whisper_server: ServerProcess, sdk: openai.OpenAI, speech: bytes
+) -> None:
+    """The IR the converter wrote is the layout of Intel's `OpenVINO/whisper-*-ov`: imported
+    over HTTP, copied, not converted again, and it transcribes."""
+    converted = whisper_server.store_dir / "models" / MODEL / "model"
+    response = httpx.post(f"{whisper_server.base_url}/models/import",
+                          json={"path": str(converted), "name": "whisper-ir"}, timeout=120)  # fmt: skip
+    assert response.status_code == 201, response.text
+    listed = {m.id: m for m in sdk.models.list().data}
+    assert listed["whisper-ir"].model_extra["mode"] == "transcription"
+    result = sdk.audio.transcriptions.create(model="whisper-ir", file=("speech.wav", speech))
+    assert _heard_the_sentence(result.text)
+    httpx.post(f"{whisper_server.base_url}/engines/unload", json={"models": ["whisper-ir"]})
 
 
 @pytest.mark.parametrize("extension", sorted(CONTAINERS))
