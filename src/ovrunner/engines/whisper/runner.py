@@ -1,8 +1,8 @@
 """A Whisper model on the `openvino` engine: speech to text in an engine process of its own.
 
 One transcription at a time (a CPU's cores are all busy with one); the others wait their
-turn, at most `max_queue` of them (429 beyond). Text streams as it is decoded; a caller that
-goes away cancels its transcription, waiting or running.
+turn (the lifecycle bounds a runner's leases at `max_queue`: a 429 beyond). Text streams as
+it is decoded; a caller that goes away cancels its transcription, waiting or running.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from ovrunner.engines.base import (
 from ovrunner.engines.openvino.encoder_process import EncoderProcess, EncoderSpec
 from ovrunner.engines.stats import RunnerStats
 from ovrunner.engines.whisper.files import text_window
-from ovrunner.errors import EngineError, QueueFullError, UnsupportedParameterError
+from ovrunner.errors import EngineError, UnsupportedParameterError
 
 log = logging.getLogger(__name__)
 SAMPLE_RATE = 16_000
@@ -45,13 +45,11 @@ class WhisperRunner(Runner):
     engine_name = "openvino"
     mode = Mode.TRANSCRIPTION
 
-    def __init__(self, model: ModelRef, device: str, process: EncoderProcess,
-                 max_queue: int) -> None:  # fmt: skip
+    def __init__(self, model: ModelRef, device: str, process: EncoderProcess) -> None:
         self.model_id = model.id
         self.device = device
         self.context_window = text_window(model.path)
         self._process = process
-        self._max_queue = max_queue
         self._lock = asyncio.Lock()
         self._running = 0
         self._waiting = 0
@@ -66,10 +64,6 @@ class WhisperRunner(Runner):
         self, request: TranscriptionRequest
     ) -> AsyncGenerator[TranscriptDelta | Transcript, None]:
         self._check(request)
-        if self._waiting >= self._max_queue:
-            raise QueueFullError(
-                f"{self._waiting} transcriptions are waiting for {self.model_id!r}; retry later"
-            )
         loop = asyncio.get_running_loop()
         deltas: asyncio.Queue[str] = asyncio.Queue()
         token = object()
@@ -171,7 +165,7 @@ def load_whisper(model: ModelRef, config: LoadConfig, properties: dict[str, Any]
     process = EncoderProcess(spec, crash_limit=config.crash_limit,
                              crash_window_s=config.crash_window_s)  # fmt: skip
     try:
-        return WhisperRunner(model, config.device, process, config.max_queue)
+        return WhisperRunner(model, config.device, process)
     except BaseException:
         process.close()
         raise
