@@ -9,64 +9,16 @@ import logging
 import math
 import sys
 import time
-import types
-import typing
 from contextlib import aclosing
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
+from ovrunner.cli_common import human_size, print_table, settings_flags, settings_from
 from ovrunner.errors import OvrunnerError
 from ovrunner.security import check_bind
-from ovrunner.settings import Settings, load_settings
+from ovrunner.settings import Settings
 
 if TYPE_CHECKING:
     import httpx
-
-
-def _settings_flags(parser: argparse.ArgumentParser) -> None:
-    """A flag for every setting, made from its field: `max_queue` is `--max-queue`, with the
-    field's description as help. Unset flags stay None, so the environment, the TOML file
-    and the defaults apply beneath them (`settings.load_settings`)."""
-    parser.add_argument("--config", type=Path, help="TOML settings file (OVRUNNER_CONFIG)")
-    for name, field in Settings.model_fields.items():
-        flag = "--" + name.replace("_", "-")
-        help_text = f"{field.description} (OVRUNNER_{name.upper()})"
-        options: dict[str, Any] = {"dest": f"setting_{name}", "default": None, "help": help_text,
-                                   "metavar": name.upper()}  # fmt: skip
-        kind = field.annotation
-        if isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union:
-            kind = next(a for a in typing.get_args(kind) if a is not type(None))  # X | None
-        if kind is bool:
-            options.pop("metavar")
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, **options)
-        elif typing.get_origin(kind) is Literal:
-            options.pop("metavar")
-            parser.add_argument(flag, choices=typing.get_args(kind), **options)
-        elif typing.get_origin(kind) is list:
-            parser.add_argument(flag, action="append", **options)
-        elif typing.get_origin(kind) is dict:
-            options["metavar"] = "MODEL=DURATION" if name == "model_keep_alive" else "KEY=VALUE"
-            parser.add_argument(flag, action="append", type=_pair, **options)
-        else:
-            convert: Any = {int: int, float: float, Path: Path}.get(kind, str)  # type: ignore[arg-type]
-            parser.add_argument(flag, type=convert, **options)
-
-
-def _pair(text: str) -> tuple[str, str]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
-    return key, value
-
-
-def _settings(args: argparse.Namespace) -> Settings:
-    flags = {}
-    for name in Settings.model_fields:
-        value = getattr(args, f"setting_{name}", None)
-        if isinstance(value, list) and value and isinstance(value[0], tuple):
-            value = dict(value)
-        flags[name] = value
-    return load_settings(args.config, **flags)
 
 
 def _quiet_libraries(level: str) -> None:
@@ -88,7 +40,7 @@ def _serve(args: argparse.Namespace) -> int:
     from ovrunner.connections import uvicorn_options
     from ovrunner.draining import DrainingServer
 
-    settings = _settings(args)
+    settings = settings_from(args)
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s"
     )
@@ -116,7 +68,7 @@ def _run(args: argparse.Namespace) -> int:
     from ovrunner.app import create_app
     from ovrunner.engines.base import GenerationRequest, SamplingParams
 
-    settings = _settings(args)
+    settings = settings_from(args)
     app = create_app(settings)
     request = GenerationRequest(
         messages=[{"role": "user", "content": args.prompt}],
@@ -146,7 +98,7 @@ def _embed(args: argparse.Namespace) -> int:
     from ovrunner.engines.base import EmbeddingRequest, Mode
     from ovrunner.errors import WrongModeError
 
-    app = create_app(_settings(args))
+    app = create_app(settings_from(args))
 
     async def embed() -> list[list[float]]:
         lifecycle = app.state.lifecycle
@@ -186,7 +138,7 @@ def _job(args: argparse.Namespace) -> int:
             print(f"ovrunner: cannot reach {args.url}: {exc}", file=sys.stderr)
             return 1
     else:
-        response = asyncio.run(_job_in_process(_settings(args), payload))
+        response = asyncio.run(_job_in_process(settings_from(args), payload))
     body = response.json()
     print(json.dumps(body, indent=2, ensure_ascii=False))
     if response.status_code == 400:
@@ -215,7 +167,7 @@ async def _job_in_process(settings: Settings, payload: dict[str, object]) -> htt
 def _server_url(args: argparse.Namespace) -> str:
     if args.url:
         return str(args.url).rstrip("/")
-    settings = _settings(args)
+    settings = settings_from(args)
     return f"http://{settings.host}:{settings.port}"
 
 
@@ -242,9 +194,9 @@ def _ps(args: argparse.Namespace) -> int:
             if r["expires_at"] else "-")  # fmt: skip
         holds = r["holds"]
         rows.append([r["model"], r["engine"], r["decoding"], r["device"] or "-", r["state"],
-                     _size(holds["weights_bytes"]), _size(holds["kv_cache_bytes"]),
-                     _size(holds["process_resident_bytes"]), until])  # fmt: skip
-    _table(["MODEL", "ENGINE", "DECODING", "DEVICE", "STATE", "WEIGHTS", "KV CACHE", "RESIDENT",
+                     human_size(holds["weights_bytes"]), human_size(holds["kv_cache_bytes"]),
+                     human_size(holds["process_resident_bytes"]), until])  # fmt: skip
+    print_table(["MODEL", "ENGINE", "DECODING", "DEVICE", "STATE", "WEIGHTS", "KV CACHE", "RESIDENT",
             "UNTIL"], rows)  # fmt: skip
     return 0
 
@@ -257,25 +209,9 @@ def _status(args: argparse.Namespace) -> int:
         return 0
     print(f"ovrunner at {health['bind']}: default model {health['model']} on {health['device']}"
           f" ({'loaded' if health['loaded'] else 'not loaded'})")  # fmt: skip
-    _table(["ENGINE", "STATUS", "DISK", "DETAIL"],
-           [[e["name"], e["status"], _size(e["disk_usage_bytes"]), e["detail"]] for e in engines])  # fmt: skip
+    print_table(["ENGINE", "STATUS", "DISK", "DETAIL"],
+           [[e["name"], e["status"], human_size(e["disk_usage_bytes"]), e["detail"]] for e in engines])  # fmt: skip
     return 0 if health.get("ok") else 3
-
-
-def _size(size: int | None) -> str:
-    if not size:
-        return "-"
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024  # type: ignore[assignment]
-    return str(size)
-
-
-def _table(headers: list[str], rows: list[list[str]]) -> None:
-    widths = [max(len(str(c)) for c in column) for column in zip(headers, *rows)]
-    for row in [headers, *rows]:
-        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -283,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="serve the OpenAI-compatible API")
-    _settings_flags(serve)
+    settings_flags(serve)
     serve.set_defaults(handler=_serve)
 
     run = commands.add_parser("run", help="generate one chat answer, streamed to the terminal")
@@ -291,13 +227,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("prompt")
     run.add_argument("--max-tokens", type=int, default=256)
     run.add_argument("--temperature", type=float)
-    _settings_flags(run)
+    settings_flags(run)
     run.set_defaults(handler=_run)
 
     embed = commands.add_parser("embed", help="embed texts; print the shape and cosine matrix")
     embed.add_argument("model")
     embed.add_argument("texts", nargs="+")
-    _settings_flags(embed)
+    settings_flags(embed)
     embed.set_defaults(handler=_embed)
 
     job = commands.add_parser("job", help="run one bounded worker job and print its JSON")
@@ -305,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     job.add_argument("--input", required=True, help="the text the job works on")
     job.add_argument("--max-new-tokens", type=int)
     job.add_argument("--url", help="send the job to a running server instead")
-    _settings_flags(job)
+    settings_flags(job)
     job.set_defaults(handler=_job)
 
     from ovrunner.cli_models import add_models_parser
@@ -317,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
         command = commands.add_parser(name, help=text)
         command.add_argument("--url", help="server URL (from --host/--port settings if unset)")
         command.add_argument("--json", action="store_true", help="machine-readable output")
-        _settings_flags(command)
+        settings_flags(command)
         command.set_defaults(handler=handler)
     return parser
 

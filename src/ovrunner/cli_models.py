@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ovrunner.cli import _settings, _settings_flags, _size, _table
+from ovrunner.cli_common import human_size, print_table, settings_flags, settings_from
 from ovrunner.conversion import ConversionStatus, OnProgress
 from ovrunner.settings import Settings
 
@@ -20,7 +20,7 @@ def _store(args: argparse.Namespace) -> tuple[Settings, Any, Any]:
     from ovrunner.app import default_registry
     from ovrunner.store import ModelStore
 
-    settings = _settings(args)
+    settings = settings_from(args)
     return settings, ModelStore(settings.store_dir), default_registry(settings)
 
 
@@ -34,9 +34,9 @@ def _models_list(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    _table(["ID", "ENGINE", "FORMAT", "WEIGHTS", "SIZE", "CONTEXT", "SOURCE"],
+    print_table(["ID", "ENGINE", "FORMAT", "WEIGHTS", "SIZE", "CONTEXT", "SOURCE"],
            [[r["id"], r["engine"], r["format"], r.get("weight_format") or "-",
-             _size(r["size_bytes"]), str(r["context_window"] or "?"), r["source"]]
+             human_size(r["size_bytes"]), str(r["context_window"] or "?"), r["source"]]
             for r in rows])  # fmt: skip
     return 0
 
@@ -162,4 +162,4 @@ def add_models_parser(commands: Any) -> None:
     removing.add_argument("model")
     removing.set_defaults(handler=_models_rm)
     for command in (listing, importing, creating, pulling, removing):
-        _settings_flags(command)
+        settings_flags(command)

@@ -50,7 +50,8 @@ def test_the_example_file_loads() -> None:
 
 def test_every_setting_is_a_flag_of_every_command() -> None:
     """The flags are made from the fields, so a new setting cannot be left without one."""
-    from ovrunner.cli import _settings, build_parser
+    from ovrunner.cli import build_parser
+    from ovrunner.cli_common import settings_from
     from ovrunner.settings import Settings
 
     parser = build_parser()
@@ -60,7 +61,7 @@ def test_every_setting_is_a_flag_of_every_command() -> None:
                                   "--allowed-hosts", "b.lan", "--model-keep-alive", "m=1h",
                                   "--preload", "--busy-counter", "cpu",
                                   "--npu-min-response-len", "32"])  # fmt: skip
-        settings = _settings(args)
+        settings = settings_from(args)
         assert settings.max_queue == 7 and settings.allowed_hosts == ["a.lan", "b.lan"]
         assert settings.model_keep_alive == {"m": "1h"} and settings.preload is True
         assert settings.busy_counter == "cpu" and settings.npu_min_response_len == 32

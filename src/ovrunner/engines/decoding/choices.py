@@ -7,14 +7,44 @@ decoded in one batch (see `detokenize.decode_batch`), then each request receives
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from ovrunner.engines.base import FinishReason, GenerationDelta, TokenLogprob
 from ovrunner.engines.decoding.detokenize import DecodeMany, IncrementalDetokenizer, decode_batch
 
-if TYPE_CHECKING:  # the engine client holds these choices; only its types are needed here
-    from ovrunner.engines.openvino.engine_client import InFlight, InFlightUpdate
+
+# What a step brings, as any engine that steps many streams reports it (the OpenVINO engine's
+# `SequenceOutput` and `InFlightUpdate` are these): the decoder needs no engine's own types.
+class StepOutput(Protocol):
+    @property
+    def sequence_id(self) -> int: ...
+    @property
+    def token_ids(self) -> list[int]: ...
+    @property
+    def finish_reason(self) -> str | None: ...
+    @property
+    def log_probs(self) -> list[float] | None: ...
+
+
+class StepUpdate(Protocol):
+    @property
+    def outputs(self) -> Sequence[StepOutput]: ...
+    @property
+    def finished(self) -> bool: ...
+    @property
+    def error(self) -> Exception | None: ...
+
+
+class Stream(Hashable, Protocol):
+    """A request in flight: its decoding state, and where its deltas go."""
+
+    @property
+    def choices(self) -> RequestChoices: ...
+    @property
+    def outbox(self) -> asyncio.Queue[Any]: ...
 
 
 @dataclass(frozen=True)
@@ -68,7 +98,7 @@ class RequestChoices:
         return [c for c in choices if not c.done]
 
 
-def publish_step(items: list[tuple[InFlight, InFlightUpdate]], decode_many: DecodeMany) -> None:
+def publish_step(items: Sequence[tuple[Stream, StepUpdate]], decode_many: DecodeMany) -> None:
     """Turn one step's updates into deltas and put them in each job's outbox.
 
     Each job's `choices` are its `RequestChoices`. A request that finishes without a reason on
@@ -76,7 +106,7 @@ def publish_step(items: list[tuple[InFlight, InFlightUpdate]], decode_many: Deco
     gets a final delta.
     """
     work: list[_Work] = []
-    delivered: list[tuple[InFlight, InFlightUpdate]] = []
+    delivered: list[tuple[Stream, StepUpdate]] = []
     for job, update in items:
         if update.error is not None:
             job.outbox.put_nowait(update.error)
@@ -101,7 +131,7 @@ def publish_step(items: list[tuple[InFlight, InFlightUpdate]], decode_many: Deco
         [(w.choice.detokenizer, w.token_ids, w.reason is not None) for w in work], decode_many
     )
     token_texts = _decode_tokens([w for w in work if w.log_probs is not None], decode_many)
-    deltas: dict[InFlight, list[GenerationDelta]] = {}
+    deltas: dict[Stream, list[GenerationDelta]] = {}
     for entry, text in zip(work, texts):
         choice, reason = entry.choice, entry.reason
         choice.done = choice.done or reason is not None
@@ -129,7 +159,7 @@ def publish_step(items: list[tuple[InFlight, InFlightUpdate]], decode_many: Deco
 class _Work:
     """What one step brought one choice."""
 
-    job: InFlight
+    job: Stream
     choice: _Choice
     token_ids: list[int] = field(default_factory=list)
     reason: str | None = None
