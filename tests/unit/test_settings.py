@@ -42,6 +42,33 @@ def test_every_setting_is_documented() -> None:
     assert [name for name in Settings.model_fields if f"| `{name}` |" not in docs] == []
 
 
+def test_the_documented_defaults_are_the_settings_defaults() -> None:
+    """docs/settings.md states each default as code holds it: a changed default cannot leave
+    the documentation behind. Unset (None) settings say what they fall back to instead."""
+    import re
+
+    from ovrunner.settings import Settings
+
+    docs = (Path(__file__).parents[2] / "docs" / "settings.md").read_text()
+    wrong = []
+    for name, field in Settings.model_fields.items():
+        cell = re.search(rf"^\| `{name}` \| ([^|]*) \|", docs, re.MULTILINE)
+        assert cell is not None, name
+        stated = cell.group(1).strip()
+        default = field.get_default(call_default_factory=True)
+        if default is None or isinstance(default, Path):
+            continue  # a fallback in words ("unset: ..."), or a path under the user's home
+        if isinstance(default, bool):
+            expected = str(default).lower()
+        elif isinstance(default, float) and default.is_integer():
+            expected = str(int(default))
+        else:
+            expected = str(default)
+        if not stated.startswith(f"`{expected}`"):
+            wrong.append((name, stated, expected))
+    assert wrong == []
+
+
 def test_the_example_file_loads() -> None:
     example = Path(__file__).parents[2] / "configs" / "ovrunner.example.toml"
     settings = load_settings(example)
