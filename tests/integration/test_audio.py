@@ -229,6 +229,18 @@ def test_metrics_count_audio_and_the_real_time_factor(
     assert after[count] - before.get(count, 0) == 1
 
 
+def test_a_prompt_longer_than_whisper_reads_keeps_its_end(
+    sdk: openai.OpenAI, speech: bytes
+) -> None:
+    """Whisper conditions on the last 223 tokens of earlier text; a longer prompt (here about
+    650 tokens of earlier sentences) is cut from the front as Whisper's own `transcribe` cuts
+    it, where the pipeline alone refuses it (a 500 before). What the model then writes is its
+    own; the audio's words are in it."""
+    prompt = " ".join(HARVARD * 3)
+    result = sdk.audio.transcriptions.create(model=MODEL, file=("s.wav", speech), prompt=prompt)
+    assert {"quick", "fox"} <= set(_words(result.text)), result.text
+
+
 def test_translation_route(sdk: openai.OpenAI, speech: bytes) -> None:
     result = sdk.audio.translations.create(model=MODEL, file=("speech.wav", speech))
     assert _heard_the_sentence(result.text)
@@ -333,6 +345,7 @@ BAD_FORMS = [
     pytest.param(
         {"model": MODEL, "include[]": "logprobs"}, "speech", 400, "include[]", id="logprobs"
     ),
+    pytest.param({"model": MODEL, "language": "xx"}, "speech", 400, "language", id="language"),
     pytest.param({"model": "smollm2-135m"}, "speech", 400, "model", id="a chat model"),
     pytest.param({"model": "no-such-model"}, "speech", 404, "model", id="unknown model"),
     pytest.param(

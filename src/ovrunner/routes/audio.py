@@ -39,6 +39,7 @@ from ovrunner.errors import (
 from ovrunner.lifecycle import Lifecycle
 from ovrunner.metrics import Metrics
 from ovrunner.protocol.audio import (
+    LANGUAGES,
     AudioForm,
     TextDelta,
     TextDone,
@@ -78,6 +79,12 @@ async def _answer(request: Request, task: str, allowed: tuple[str, ...]) -> Resp
     settings: Settings = request.app.state.settings
     lifecycle: Lifecycle = request.app.state.lifecycle
     body, data = await _read_form(request, allowed)
+    if body.language is not None and body.language not in LANGUAGES:
+        raise UnsupportedParameterError(
+            f"{body.language!r} is not a language Whisper knows (ISO 639-1 codes such as 'en', "
+            "'de', 'ja'; omit it to detect the language)",
+            param="language",
+        )
     pinned = request.path_params.get("engine")
     model, _ = lifecycle.resolve(body.model, engine=pinned)
     require_mode(model, Mode.TRANSCRIPTION)

@@ -37,7 +37,7 @@ class WhisperWorker:
         if options.get("language"):
             config.language = f"<|{options['language']}|>"
         if options.get("prompt"):
-            config.initial_prompt = options["prompt"]
+            config.initial_prompt = self._prompt_tail(options["prompt"], config.max_length)
         temperature = float(options.get("temperature") or 0.0)
         config.do_sample = temperature > 0
         if temperature > 0:
@@ -61,6 +61,15 @@ class WhisperWorker:
             ],
             "cancelled": bool(context.cancelled()),
         }
+
+    def _prompt_tail(self, prompt: str, window: int) -> str:
+        """The end of `prompt` that fits before the audio's text: Whisper conditions on at most
+        half its window less one token (223 of 448), the most recent text, as its own
+        `transcribe` keeps it; the pipeline itself refuses a longer one outright."""
+        keep = window // 2 - 1
+        tokenizer = self._pipeline.get_tokenizer()
+        ids = [int(i) for i in tokenizer.encode(prompt, add_special_tokens=False).input_ids.data[0]]
+        return prompt if len(ids) <= keep else str(tokenizer.decode(ids[-keep:]))
 
 
 def _has_alignment_heads(path: Path) -> bool:
