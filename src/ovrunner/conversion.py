@@ -13,7 +13,9 @@ A Whisper model in CTranslate2's format (faster-whisper's) is converted the same
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
+import functools
 import json
 import logging
 import os
@@ -22,7 +24,7 @@ import subprocess
 import sys
 import threading
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,57 +76,38 @@ def add_model(
 ) -> ModelRef:
     """Add `path` (a GGUF file or an IR directory) to the store as `model_id`."""
     store.require_writable()  # before any work on the file: a shared store is read-only
+    add = functools.partial(store.add, model_id=model_id, engine=engine, source=source,
+                            context_window=context_window)  # fmt: skip
     if path.is_dir() and is_ctranslate2_whisper(path):
-        return _convert_whisper(store, path, model_id, engine=engine, source=source,
-                                context_window=context_window, on_progress=on_progress)  # fmt: skip
+        store.ensure_free(model_id)
+        with _staging(store) as target:
+            _run_converter(path, ["ovrunner.engines.whisper.convert", str(path), str(target)],
+                           on_progress)  # fmt: skip
+            return add(target, move=True, mode=Mode.TRANSCRIPTION,
+                       converted={"source_format": "ctranslate2", "weight_format": "f16"})  # fmt: skip
     if detect_format(path) is not ModelFormat.GGUF:
-        return store.add(path, model_id, engine=engine, source=source,
-                         context_window=context_window)  # fmt: skip
+        return add(path)
     store.ensure_free(model_id)
     summary = inspect_gguf(path)
     check_memory(summary, path)
+    with _staging(store) as target:
+        _run_converter(path, ["ovrunner.engines.openvino.gguf_to_ir", str(path), str(target),
+                              "--weight-format", weight_format, "--engine", engine], on_progress)  # fmt: skip
+        return add(target, move=True,
+                   converted={"source_format": "gguf", "quantization": summary.file_type,
+                              "weight_format": weight_format})  # fmt: skip
+
+
+@contextlib.contextmanager
+def _staging(store: ModelStore) -> Iterator[Path]:
+    """Where a conversion writes the model: a locked staging directory in the store (what
+    killed conversions left is removed first), removed however the conversion ends."""
     remove_abandoned(store)
     staging = store.staging_dir(_STAGING_PREFIX)
     lock = (staging / _LOCK).open("w")
     try:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        command = ["ovrunner.engines.openvino.gguf_to_ir", str(path), str(staging / "model"),
-                   "--weight-format", weight_format, "--engine", engine]  # fmt: skip
-        _run_converter(path, command, on_progress)
-        return store.add(
-            staging / "model", model_id, engine=engine, source=source,
-            context_window=context_window, move=True,
-            converted={"source_format": "gguf", "quantization": summary.file_type,
-                       "weight_format": weight_format},
-        )  # fmt: skip
-    finally:
-        lock.close()
-        shutil.rmtree(staging, ignore_errors=True)
-
-
-def _convert_whisper(
-    store: ModelStore,
-    path: Path,
-    model_id: str,
-    *,
-    engine: str,
-    source: str,
-    context_window: Callable[[ModelRef], int],
-    on_progress: OnProgress | None,
-) -> ModelRef:
-    store.ensure_free(model_id)
-    remove_abandoned(store)
-    staging = store.staging_dir(_STAGING_PREFIX)
-    lock = (staging / _LOCK).open("w")
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        command = ["ovrunner.engines.whisper.convert", str(path), str(staging / "model")]
-        _run_converter(path, command, on_progress)
-        return store.add(
-            staging / "model", model_id, engine=engine, source=source,
-            context_window=context_window, move=True, mode=Mode.TRANSCRIPTION,
-            converted={"source_format": "ctranslate2", "weight_format": "f16"},
-        )  # fmt: skip
+        yield staging / "model"
     finally:
         lock.close()
         shutil.rmtree(staging, ignore_errors=True)

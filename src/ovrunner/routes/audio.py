@@ -48,12 +48,11 @@ from ovrunner.protocol.audio import (
     usage,
     verbose_json,
 )
-from ovrunner.routes.body import _to_error
+from ovrunner.routes.body import validation_error
 from ovrunner.routes.serving import require_mode, unless_disconnected
 from ovrunner.settings import Settings
 from ovrunner.streaming import sse_response
 
-AUDIO_PATHS = ("/v1/audio/transcriptions", "/v1/audio/translations")
 TRANSLATION_FIELDS = ("model", "prompt", "response_format", "temperature")
 TRANSCRIPTION_FIELDS = (*TRANSLATION_FIELDS, "language", "timestamp_granularities", "stream",
                         "chunking_strategy")  # fmt: skip
@@ -181,7 +180,7 @@ async def _read_form(request: Request, allowed: tuple[str, ...]) -> tuple[AudioF
         try:
             body = AudioForm.model_validate(fields)
         except ValidationError as exc:
-            raise _to_error(exc) from None
+            raise validation_error(exc) from None
         if body.timestamp_granularities and body.response_format != "verbose_json":
             raise InvalidRequestError(
                 "timestamp_granularities[] needs response_format 'verbose_json'",

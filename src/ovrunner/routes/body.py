@@ -53,7 +53,7 @@ async def parse_body(request: Request, model: type[M]) -> M:
     try:
         parsed = model.model_validate(data)
     except ValidationError as exc:
-        raise _to_error(exc) from None
+        raise validation_error(exc) from None
     if parsed.model_extra:
         # Field names only, never values: a value could be part of a prompt.
         names = sorted(name[:40] for name in parsed.model_extra)[:10]
@@ -61,7 +61,7 @@ async def parse_body(request: Request, model: type[M]) -> M:
     return parsed
 
 
-def _to_error(exc: ValidationError) -> InvalidRequestError:
+def validation_error(exc: ValidationError) -> InvalidRequestError:
     # Of a union's alternatives, the error deepest into the value says most (a list of
     # items whose third is wrong, rather than "should be a string").
     first = max(exc.errors(include_url=False),

@@ -8,7 +8,6 @@ it is decoded; a caller that goes away cancels its transcription, waiting or run
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
@@ -29,7 +28,6 @@ from ovrunner.engines.stats import RunnerStats
 from ovrunner.engines.whisper.files import text_window
 from ovrunner.errors import EngineError, UnsupportedParameterError
 
-log = logging.getLogger(__name__)
 SAMPLE_RATE = 16_000
 
 
@@ -67,11 +65,6 @@ class WhisperRunner(Runner):
         loop = asyncio.get_running_loop()
         deltas: asyncio.Queue[str] = asyncio.Queue()
         token = object()
-        options = {"task": request.task, "language": request.language, "prompt": request.prompt,
-                   "temperature": request.temperature, "beams": request.beams,
-                   "stream": request.stream,
-                   "segment_timestamps": request.segment_timestamps or request.word_timestamps,
-                   "word_timestamps": request.word_timestamps}  # fmt: skip
 
         def on_event(text: str) -> None:
             loop.call_soon_threadsafe(deltas.put_nowait, text)
@@ -86,8 +79,7 @@ class WhisperRunner(Runner):
                     raise EngineError(f"the runner of {self.model_id!r} was unloaded")
                 self._running += 1
                 call = asyncio.ensure_future(asyncio.to_thread(
-                    self._process.call, "transcribe", request.samples, options,
-                    on_event=on_event, token=token))  # fmt: skip
+                    self._process.call, "transcribe", request, on_event=on_event, token=token))  # fmt: skip
                 try:
                     while not call.done():
                         getter = asyncio.ensure_future(deltas.get())

@@ -9,11 +9,10 @@ decoding is no slower with them on), so one pipeline serves every request.
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 from typing import Any
 
-log = logging.getLogger(__name__)
+from ovrunner.engines.base import TranscriptionRequest
 
 
 class WhisperWorker:
@@ -29,37 +28,37 @@ class WhisperWorker:
     def info(self, _context: Any) -> dict[str, Any]:
         return {"word_timestamps": self.word_timestamps, "languages": self.languages}
 
-    def transcribe(self, context: Any, samples: Any, options: dict[str, Any]) -> dict[str, Any]:
-        """Decode `samples` (16 kHz mono float32); `options` as `TranscriptionRequest` has
-        them. Text goes to `context.emit` as it comes (if `options["stream"]`)."""
+    def transcribe(self, context: Any, request: TranscriptionRequest) -> dict[str, Any]:
+        """Decode the request's samples; its text goes to `context.emit` as it comes when
+        the request streams."""
         config = self._pipeline.get_generation_config()
-        config.task = options["task"]
-        if options.get("language"):
-            config.language = f"<|{options['language']}|>"
-        if options.get("prompt"):
-            config.initial_prompt = self._prompt_tail(options["prompt"], config.max_length)
-        temperature = float(options.get("temperature") or 0.0)
-        config.do_sample = temperature > 0
-        if temperature > 0:
-            config.temperature = temperature
-        config.num_beams = 1 if temperature > 0 else int(options.get("beams") or 1)
-        config.return_timestamps = bool(options.get("segment_timestamps"))
-        config.word_timestamps = bool(options.get("word_timestamps"))
+        config.task = request.task
+        if request.language:
+            config.language = f"<|{request.language}|>"
+        if request.prompt:
+            config.initial_prompt = self._prompt_tail(request.prompt, config.max_length)
+        sampled = request.temperature > 0
+        config.do_sample = sampled
+        if sampled:
+            config.temperature = request.temperature
+        config.num_beams = 1 if sampled else request.beams
+        # Words are timed within their segments.
+        config.return_timestamps = request.segment_timestamps or request.word_timestamps
+        config.word_timestamps = request.word_timestamps
 
         def streamer(text: str) -> bool:  # True stops the decoding
-            if options.get("stream") and text:
+            if request.stream and text:
                 context.emit(text)
             return bool(context.cancelled())
 
-        result = self._pipeline.generate(samples.tolist(), config, streamer)
+        result = self._pipeline.generate(request.samples.tolist(), config, streamer)
         return {
             "text": result.texts[0] if result.texts else "",
-            "language": getattr(result, "language", None) or options.get("language"),
+            "language": getattr(result, "language", None) or request.language,
             "segments": [(c.start_ts, c.end_ts, c.text) for c in (result.chunks or [])],
             "words": [
                 (w.word, w.start_ts, w.end_ts) for w in (getattr(result, "words", None) or [])
             ],
-            "cancelled": bool(context.cancelled()),
         }
 
     def _prompt_tail(self, prompt: str, window: int) -> str:
